@@ -1,3 +1,36 @@
-"""gmrw: self-supervised any-point tracking with a global-matching random walk."""
+"""gmrw: self-supervised any-point tracking with a global-matching random walk.
+
+The names below are imported lazily so that ``import gmrw`` stays cheap and the command-line
+tools start fast.
+
+    model = gmrw.load_model("kubric_73k.pth")                   # or a gmrw .ckpt, or None
+    tracks, occluded = gmrw.track(model, video, queries)         # video (B,T,H,W,3) in [0,255]
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+_LAZY = {
+    "GMRW": ("gmrw.models", "GMRW"),
+    "load_model": ("gmrw.models", "load_model"),
+    "track": ("gmrw.tracking", "track"),
+}
+
+__all__ = ["GMRW", "__version__", "load_model", "track"]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from gmrw.models import GMRW, load_model
+    from gmrw.tracking import track
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        module, attr = _LAZY[name]
+        value = getattr(import_module(module), attr)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'gmrw' has no attribute {name!r}")

@@ -1,0 +1,1 @@
+"""Datasets and LightningDataModules: training clips and TAP-Vid evaluation examples."""

@@ -1,0 +1,176 @@
+"""Samplers that make training data a pure function of the optimisation step.
+
+Lightning replays a half-finished epoch from its start when it resumes, and shards data with a
+``DistributedSampler`` whose state it does not checkpoint. For an *exact* resume we want batch
+``k`` of a resumed run to equal batch ``k`` of an uninterrupted one, on every rank. So training
+reads one endless, deterministic stream of sample keys:
+
+* stream position ``p`` (global over ranks) lies in pass ``p // n`` over a dataset of ``n`` items;
+  each pass is a seeded permutation (or the identity without shuffling);
+* rank ``r`` of ``W`` takes positions ``r, r + W, r + 2W, ...`` (no padding, no duplicates
+  within a pass);
+* when the loader is (re)created, the stream starts at the position the trainer's global step
+  implies, so a resumed run continues exactly where the interrupted one stopped.
+
+Each key is ``(index, sample_seed)``; datasets use the seed for their random crops, so the same
+video seen in a later pass gets fresh crops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+SampleKey = tuple[int, int]
+
+# Far more samples than any run consumes; the stream is endless in practice.
+_STREAM_LENGTH = 2**40
+
+
+def split_key(key: int | SampleKey, base_seed: int = 0) -> SampleKey:
+    """A dataset key → ``(index, sample_seed)``; a bare index gets a seed derived from it."""
+    if isinstance(key, tuple):
+        return int(key[0]), int(key[1])
+    index = int(key)
+    return index, base_seed * 1_000_003 + index
+
+
+class StepStreamSampler(Sampler[SampleKey]):
+    """An endless per-rank stream of ``(index, seed)`` keys that starts at ``start_fn()`` samples.
+
+    Args:
+        num_items: dataset length ``n``.
+        seed: seeds the per-pass permutations and the per-sample seeds.
+        shuffle: permute each pass.
+        rank, world_size: this process's slice of the global stream.
+        start_fn: number of samples *this rank* has already consumed, read each time an iterator
+            is created (the datamodule passes ``global_step * batch_size``).
+        length: samples per rank in the whole run (the trainer's ``max_steps`` × batch size), so
+            that one "epoch" is the run and progress bars show its true length; endless if None.
+    """
+
+    def __init__(
+        self,
+        num_items: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+        start_fn: Callable[[], int] | None = None,
+        length: int | None = None,
+    ):
+        if num_items <= 0:
+            raise ValueError("cannot sample from an empty dataset")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} is outside world size {world_size}")
+        self.num_items = num_items
+        self.seed = seed
+        self.shuffle = shuffle
+        self.rank = rank
+        self.world_size = world_size
+        self.start_fn = start_fn or (lambda: 0)
+        self.length = length or _STREAM_LENGTH
+        self._pass_cache: tuple[int, torch.Tensor] | None = None
+
+    def __len__(self) -> int:
+        return self.length
+
+    def _permutation(self, pass_index: int) -> torch.Tensor:
+        if self._pass_cache is None or self._pass_cache[0] != pass_index:
+            if self.shuffle:
+                generator = torch.Generator().manual_seed(self.seed * 7919 + pass_index)
+                order = torch.randperm(self.num_items, generator=generator)
+            else:
+                order = torch.arange(self.num_items)
+            self._pass_cache = (pass_index, order)
+        return self._pass_cache[1]
+
+    def key_at(self, position: int) -> SampleKey:
+        """The key at global stream position ``position``."""
+        pass_index, offset = divmod(position, self.num_items)
+        index = int(self._permutation(pass_index)[offset])
+        sample_seed = (self.seed * 1_000_003 + position) % (2**63 - 1)
+        return index, sample_seed
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        local = int(self.start_fn())
+        while local < self.length:
+            yield self.key_at(local * self.world_size + self.rank)
+            local += 1
+
+
+def training_loader(
+    dataset: Dataset,
+    *,
+    batch_size: int,
+    num_workers: int,
+    seed: int,
+    shuffle: bool = True,
+    trainer=None,
+    pin_memory: bool = False,
+) -> DataLoader:
+    """A training DataLoader over a :class:`StepStreamSampler` bound to ``trainer``'s progress.
+
+    Set ``use_distributed_sampler: false`` on the trainer (our trainer configs do): the sampler
+    shards by rank itself.
+    """
+    rank, world_size = 0, 1
+    if trainer is not None:
+        rank, world_size = trainer.global_rank, trainer.world_size
+
+    samples_per_step = batch_size * (trainer.accumulate_grad_batches if trainer is not None else 1)
+
+    def samples_done() -> int:
+        return 0 if trainer is None else trainer.global_step * samples_per_step
+
+    length = None
+    if trainer is not None and trainer.max_steps is not None and trainer.max_steps > 0:
+        length = trainer.max_steps * samples_per_step
+    sampler = StepStreamSampler(
+        len(dataset),
+        seed=seed,
+        shuffle=shuffle,
+        rank=rank,
+        world_size=world_size,
+        start_fn=samples_done,
+        length=length,
+    )
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=num_workers,
+        pin_memory=pin_memory,
+        persistent_workers=False,
+        drop_last=True,
+    )
+
+
+class RankStridedSampler(Sampler[int]):
+    """Evaluation sharding without padding: rank ``r`` gets items ``r, r + W, ...``.
+
+    Unlike ``DistributedSampler`` no item is repeated to even out ranks, so per-video metrics
+    summed over ranks count every video exactly once.
+    """
+
+    def __init__(self, num_items: int, rank: int = 0, world_size: int = 1):
+        self.num_items, self.rank, self.world_size = num_items, rank, world_size
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.num_items, self.world_size))
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(self.rank, self.num_items, self.world_size))
+
+
+def evaluation_loader(dataset: Dataset, *, num_workers: int = 0, trainer=None) -> DataLoader:
+    """Batch-size-1 loader of TAP-Vid examples, sharded over ranks without padding."""
+    rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+    return DataLoader(
+        dataset,
+        batch_size=1,
+        sampler=RankStridedSampler(len(dataset), rank, world_size),
+        num_workers=num_workers,
+    )

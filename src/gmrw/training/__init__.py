@@ -1,0 +1,1 @@
+"""Training: the LightningModule wrapping the GMRW model and its random-walk objective."""

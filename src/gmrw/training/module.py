@@ -1,0 +1,171 @@
+"""The LightningModule: the GMRW model, its random-walk objective, and TAP-Vid validation.
+
+Batches crossing into this module follow docs/CONTRACTS.md:
+
+* training: ``frames`` (B, 4, 3, H, W) float in [0, 255] ordered ``[f1, f2, f2', f1']``,
+  ``affine_b2f`` (B, 2, 3), ``index`` (B,);
+* validation: one TAP-Vid example per batch, ``video`` (1, T, H, W, 3) uint8,
+  ``query_points`` (1, N, 3) as (t, y, x) pixels, ``target_points`` (1, N, T, 2) as (x, y) pixels,
+  ``occluded`` (1, N, T) bool.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+
+from gmrw.models import GMRW
+from gmrw.training.curriculum import SmoothnessCurriculum
+
+VALIDATION_MODES = ("chained", "direct")
+FLOW_METHODS = ("weighted_sum", "argmax", "weighted_argmax")
+QUERY_MODES = ("first", "strided")
+
+
+def _check_choice(value: Any, choices: tuple[str, ...], what: str) -> None:
+    if value not in choices:
+        raise ValueError(f"unknown {what} {value!r}; choose one of {list(choices)}")
+
+
+class GMRWLitModule(pl.LightningModule):
+    """Trains :class:`gmrw.models.GMRW` with the cycle (+ smoothness) loss.
+
+    Args:
+        net: GMRW constructor keyword arguments.
+        optimizer: ``lr``, ``weight_decay``, ``scale_lr_with_world_size`` (AdamW).
+        smoothness_curriculum: :class:`SmoothnessCurriculum` fields.
+        validation: how validation tracks: ``mode``, ``method``, ``window``, ``upsample_factor``,
+            ``query_mode`` and optional ``first_mode_rule``.
+        init_from: weights-only initialisation (read by the train CLI, which skips it on resume).
+    """
+
+    def __init__(
+        self,
+        net: dict,
+        optimizer: dict,
+        smoothness_curriculum: dict,
+        validation: dict | None = None,
+        init_from: str | None = None,
+    ):
+        super().__init__()
+        validation = dict(validation or {})
+        net = dict(net)
+        _check_choice(net.get("flow_method", "weighted_sum"), FLOW_METHODS, "training flow method")
+        _check_choice(validation.get("mode", "chained"), VALIDATION_MODES, "validation tracking mode")
+        _check_choice(validation.get("method", "weighted_sum"), FLOW_METHODS, "validation flow method")
+        _check_choice(validation.get("query_mode", "first"), QUERY_MODES, "validation query mode")
+        # Plain containers only: checkpoints must stay loadable with torch's weights-only loader.
+        self.save_hyperparameters(
+            {
+                "net": net,
+                "optimizer": dict(optimizer),
+                "smoothness_curriculum": dict(smoothness_curriculum),
+                "validation": validation,
+                "init_from": init_from,
+            }
+        )
+        self.model = GMRW(**net)
+        self.curriculum = SmoothnessCurriculum(**smoothness_curriculum)
+        self.validation_options = validation
+        self._val_metric = None
+
+    # ------------------------------------------------------------------ training
+    def smoothness_weight(self) -> float:
+        return self.curriculum(self.global_step) if self.model.smoothness_loss else 0.0
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        weight = self.smoothness_weight()
+        out = self.model.walk_loss(batch["frames"], batch["affine_b2f"], smoothness_weight=weight)
+        batch_size = batch["frames"].shape[0]
+        self.log("train/loss", out["loss"], prog_bar=True, batch_size=batch_size)
+        self.log("train/cycle_loss", out["cycle_loss"], batch_size=batch_size)
+        self.log("train/accuracy", out["accuracy"], prog_bar=True, batch_size=batch_size)
+        self.log("train/smoothness_loss", out["smoothness_loss"], batch_size=batch_size)
+        self.log("train/smoothness_weight", weight, batch_size=batch_size)
+        return out["loss"]
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # The norm before clipping, as the paper's runs logged it.
+        norms = [p.grad.detach().norm(2) for p in self.parameters() if p.grad is not None]
+        if norms:
+            self.log("train/grad_norm", torch.stack(norms).norm(2))
+        self.log("train/lr", optimizer.param_groups[0]["lr"])
+
+    def configure_optimizers(self):
+        options = self.hparams["optimizer"]
+        lr = float(options["lr"])
+        if options.get("scale_lr_with_world_size", True) and self.trainer is not None:
+            # The paper's runs multiplied the base lr by the number of processes (4 GPUs → 1.6e-4).
+            lr *= self.trainer.world_size
+        return torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=float(options["weight_decay"]))
+
+    # ---------------------------------------------------------------- validation
+    @property
+    def val_metric(self):
+        if self._val_metric is None:
+            from gmrw.metrics import TapVidMetric
+
+            kwargs = {"query_mode": self.validation_options.get("query_mode", "first")}
+            if "first_mode_rule" in self.validation_options:
+                kwargs["first_mode_rule"] = self.validation_options["first_mode_rule"]
+            # Registered as a child module so it follows the device and syncs across ranks.
+            self._val_metric = TapVidMetric(**kwargs).to(self.device)
+        return self._val_metric
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        from gmrw.tracking import track
+
+        options = self.validation_options
+        tracks, occluded = track(
+            self.model,
+            batch["video"],
+            batch["query_points"],
+            mode=options.get("mode", "chained"),
+            upsample_factor=options.get("upsample_factor", 1),
+            method=options.get("method", "weighted_sum"),
+            window=options.get("window"),
+        )
+        self.val_metric.update(
+            batch["query_points"], batch["occluded"], batch["target_points"], occluded, tracks
+        )
+
+    def on_validation_epoch_end(self) -> None:
+        if self._val_metric is None:
+            return
+        scores = self.val_metric.compute()
+        self.log("val/aj", float(scores["average_jaccard"]), sync_dist=False)
+        self.log("val/delta_avg", float(scores["average_pts_within_thresh"]), sync_dist=False)
+        self.log("val/oa", float(scores["occlusion_accuracy"]), sync_dist=False)
+        self.val_metric.reset()
+
+    # -------------------------------------------------------------- checkpoints
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # Lightning restores the step, optimizer and loops but not the global RNGs; keep them as
+        # tensors and ints so the weights-only loader accepts the file.
+        name, keys, pos, has_gauss, cached = np.random.get_state()
+        checkpoint["gmrw_rng"] = {
+            "torch": torch.get_rng_state(),
+            "numpy": (name, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(cached)),
+            "python": random.getstate(),
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        state = checkpoint.get("gmrw_rng")
+        if state is None:
+            return
+        torch.set_rng_state(state["torch"])
+        name, keys, pos, has_gauss, cached = state["numpy"]
+        np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+        python_state = state["python"]
+        random.setstate((python_state[0], tuple(python_state[1]), python_state[2]))
+
+    def load_pretrained(self, checkpoint: str) -> None:
+        """Weights only, from a gmrw ``.ckpt`` or the paper's released ``.pth`` (strict)."""
+        from gmrw.models import load_model
+
+        source = load_model(checkpoint)
+        self.model.load_state_dict(source.state_dict(), strict=True)
