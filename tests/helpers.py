@@ -10,7 +10,7 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, open_dict, read_write
 
 from gmrw.paths import config_dir
 
@@ -24,10 +24,14 @@ def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictC
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
         cfg = compose("train", overrides=overrides, return_hydra_config=True)
     if output_dir is not None:
-        HydraConfig.instance().set_config(cfg)
-        with open_dict(cfg):
+        # The composed hydra node is read-only; a test stands in for the launcher that sets it.
+        with read_write(cfg), open_dict(cfg):
             cfg.paths.output_dir = str(output_dir)
             cfg.hydra.runtime.output_dir = str(output_dir)
+        HydraConfig.instance().set_config(cfg)
+        # The task function of a real run never sees the hydra node; neither does a test.
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
     return cfg
 
 

@@ -52,7 +52,7 @@ def test_paper_runs_are_reproduced():
     assert finetune.model.optimizer.lr == 4e-6
     assert finetune.model.net.flow_method == "weighted_argmax" and finetune.model.net.window == 20
     assert finetune.model.net.smoothness_loss
-    assert OmegaConf.is_missing(finetune.model, "init_from")
+    assert finetune.require_init_from and finetune.model.init_from is None
 
 
 def test_command_line_group_override_beats_experiment():

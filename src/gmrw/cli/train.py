@@ -46,10 +46,10 @@ def _instantiate_group(group: DictConfig | None) -> list:
 
 def validate_config(cfg: DictConfig) -> None:
     """Fail early, with a message naming the problem, before anything slow starts."""
-    if OmegaConf.is_missing(cfg.model, "init_from"):
+    if cfg.get("require_init_from") and not cfg.model.get("init_from") and not cfg.get("ckpt_path"):
         raise ConfigError(
-            "model.init_from is required for this experiment: pass the checkpoint to start from, "
-            "e.g. model.init_from=runs/kinetics/<run>/checkpoints/last.ckpt"
+            f"model.init_from is required for task {cfg.get('task_name')}: pass the checkpoint to start "
+            "from, e.g. model.init_from=runs/kinetics/<run>/checkpoints/last.ckpt or kinetics_144k.pth"
         )
     if cfg.model.get("init_from") and not Path(cfg.model.init_from).expanduser().is_file():
         raise ConfigError(f"model.init_from={cfg.model.init_from}: no such file")
@@ -58,6 +58,15 @@ def validate_config(cfg: DictConfig) -> None:
             raise ConfigError(
                 f"data.{key} is required for data={cfg.data._target_.rsplit('.', 1)[-1]}: "
                 f"pass the dataset location, e.g. data.{key}=/path/to/dataset"
+            )
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"trainer.accelerator={accelerator} but no CUDA GPU is visible: add trainer=cpu "
+                "(one process) or trainer=ddp_sim (two CPU processes) to run on the CPU"
             )
     if cfg.trainer.get("max_steps", -1) is None or int(cfg.trainer.get("max_steps", -1)) <= 0:
         if not cfg.trainer.get("fast_dev_run"):
@@ -87,6 +96,10 @@ def train(cfg: DictConfig) -> dict:
     if not any(isinstance(c, RunSummary) for c in callbacks):
         callbacks.append(RunSummary(str(output_dir)))
     loggers = _instantiate_group(cfg.get("logger"))
+    if not loggers:
+        # LearningRateMonitor refuses a logger-less trainer; the lr is still in summary.json
+        # (the module logs train/lr itself).
+        callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
 
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     max_steps = trainer_cfg.get("max_steps", -1)

@@ -1,0 +1,153 @@
+"""Training-loader throughput: cycle clips per second for one loader worker (one process).
+
+    python benchmarks/bench_loaders.py                       # paper crops 640 → 512
+    python benchmarks/bench_loaders.py --clips 40 --work-dir /tmp/gmrw_bench
+
+Data (generated once into ``--work-dir``, reused afterwards):
+
+* Kinetics: ``--videos`` mp4s (H.264, yuv420p) per resolution in ``--resolutions``, ``--seconds`` long
+  at ``--fps``; a clip decodes two frames ``--frame-gap`` apart with decord, then the crop pipeline.
+* Kubric: a MOVi-E-format TFDS folder (24 frames at 256×256, all of movi_e's per-pixel features
+  our tiny builder declares, incl. uint16 depth/normal/object-coordinate videos) of ``--kubric-examples``
+  videos; a clip reads one record, decodes its RGB video and runs the crop pipeline.
+
+For each source we report the clip rate of the full sample (``dataset[key]``) and, separately, of
+the decoding alone, in the main process with ``torch.set_num_threads(1)`` (a DataLoader worker
+runs single-threaded the same way). Multiply by workers for a loader's ceiling, CPU cores allowing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _rate(fn, keys) -> tuple[float, float]:
+    """(clips/s over all keys, median seconds per clip)."""
+    times = []
+    for key in keys:
+        t0 = time.perf_counter()
+        fn(key)
+        times.append(time.perf_counter() - t0)
+    return len(times) / sum(times), statistics.median(times)
+
+
+def prepare_kinetics(work: Path, resolutions, videos: int, seconds: float, fps: int) -> dict[str, Path]:
+    from gmrw.data.testing import textured_video, write_mp4
+
+    roots = {}
+    for res in resolutions:
+        w, h = (int(v) for v in res.split("x"))
+        root = work / f"kinetics_{w}x{h}_{seconds:g}s_{fps}fps"
+        for v in range(videos):
+            path = root / "train" / f"class{v % 2}" / f"video{v:02d}.mp4"
+            if not path.exists():
+                frames = textured_video(int(seconds * fps), h, w, seed=v, motion=(1, 2))
+                write_mp4(path, frames, fps=fps)
+        roots[res] = root
+    return roots
+
+
+def prepare_kubric(work: Path, examples: int) -> Path:
+    from gmrw.data.testing import write_tiny_movi_e
+
+    root = work / f"tfds_movi_e_{examples}x24x256"
+    if not (root / "movi_e" / "256x256" / "1.0.0" / "features.json").exists():
+        write_tiny_movi_e(root, num_train=examples, num_validation=1, num_frames=24, size=(256, 256))
+    return root
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--work-dir", default="/tmp/gmrw_bench_loaders")
+    parser.add_argument("--resolutions", default="340x256,640x360", help="Kinetics video sizes, WxH")
+    parser.add_argument("--videos", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--fps", type=int, default=25)
+    parser.add_argument("--frame-gap", type=int, default=20)
+    parser.add_argument("--kubric-examples", type=int, default=6)
+    parser.add_argument("--clips", type=int, default=24, help="timed clips per measurement")
+    parser.add_argument("--img-size1", type=int, default=640)
+    parser.add_argument("--img-size2", type=int, default=512)
+    parser.add_argument("--skip-kubric", action="store_true")
+    parser.add_argument("--json", default=None, help="also write the results here")
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)
+    work = Path(args.work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    results = []
+
+    from gmrw.data.kinetics import KineticsPairs
+    from gmrw.data.video_io import read_frames
+
+    t0 = time.perf_counter()
+    roots = prepare_kinetics(work, args.resolutions.split(","), args.videos, args.seconds, args.fps)
+    print(f"kinetics data ready in {time.perf_counter() - t0:.1f}s under {work}")
+    for res, root in roots.items():
+        ds = KineticsPairs(
+            root, "train", args.img_size1, args.img_size2, "setting2", frame_gap=args.frame_gap
+        )
+        keys = [(i % len(ds), 1000 + i) for i in range(args.clips)]
+        ds[keys[0]]  # warm-up (imports, first open)
+        rng = np.random.default_rng(0)
+        decode_rate, decode_med = _rate(
+            lambda k, ds=ds, rng=rng: read_frames(ds.videos[k[0]], frame_gap=args.frame_gap, rng=rng), keys
+        )
+        full_rate, full_med = _rate(lambda k, ds=ds: ds[k], keys)
+        results.append(
+            {
+                "source": f"kinetics {res} ({args.seconds:g}s@{args.fps}fps, gap {args.frame_gap})",
+                "decode_clips_per_s": decode_rate,
+                "full_clips_per_s": full_rate,
+                "full_median_ms": full_med * 1e3,
+            }
+        )
+
+    if not args.skip_kubric:
+        from gmrw.data.kubric import KubricPairs
+
+        t0 = time.perf_counter()
+        root = prepare_kubric(work, args.kubric_examples)
+        print(f"kubric data ready in {time.perf_counter() - t0:.1f}s under {root}")
+        ds = KubricPairs(root, "train", args.img_size1, args.img_size2, "setting2")
+        keys = [(i % len(ds), 2000 + i) for i in range(args.clips)]
+        ds[keys[0]]
+        decode_rate, _ = _rate(lambda k: ds.reader.example(k[0], ("video",)), keys)
+        full_rate, full_med = _rate(lambda k: ds[k], keys)
+        record_mb = np.mean([n for _, _, n in ds.reader.records]) / 2**20
+        results.append(
+            {
+                "source": f"kubric movi_e 24x256x256 (record {record_mb:.1f} MB)",
+                "decode_clips_per_s": decode_rate,
+                "full_clips_per_s": full_rate,
+                "full_median_ms": full_med * 1e3,
+            }
+        )
+
+    print(
+        f"\none process, torch threads 1, crops {args.img_size1}->{args.img_size2}, "
+        f"{args.clips} clips each; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    )
+    print(f"{'source':58s} {'decode clips/s':>15s} {'full clips/s':>13s} {'full ms (median)':>17s}")
+    for r in results:
+        print(
+            f"{r['source']:58s} {r['decode_clips_per_s']:15.1f} {r['full_clips_per_s']:13.1f} "
+            f"{r['full_median_ms']:17.1f}"
+        )
+    if args.json:
+        Path(args.json).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

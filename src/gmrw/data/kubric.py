@@ -1,0 +1,326 @@
+"""Kubric MOVi-E (``movi_e/256x256``, TFDS) as training cycle clips, and :class:`KubricDataModule`.
+
+``root`` is a TFDS data_dir as copied from the public Kubric bucket::
+
+    root/movi_e/256x256/<version>/{dataset_info.json, features.json,
+                                   movi_e-train.tfrecord-000NN-of-000MM, movi_e-validation.tfrecord-…}
+
+Reading is random access: the tfrecord shards are indexed once (record offsets, read from their
+length headers in pure Python), and an example is decoded with the dataset's own TFDS feature
+spec (``features.json``, numpy decoding) for only the features asked for. So a sample is a
+function of its index (exact resume, any sampler, DataLoader workers) and no TensorFlow graph or
+thread pool is started in the parent process before DataLoader workers fork. TensorFlow is kept
+off GPUs (``tf.config.set_visible_devices([], "GPU")``) before anything of it is used.
+
+Ground-truth flows (diagnostics / visualisation, :func:`decode_flows`): MOVi stores
+``forward_flow`` / ``backward_flow`` as uint16 (d_row, d_col) over a per-video range
+``metadata/{forward,backward}_flow_range``: value = min + v / 65535 · (max − min). The stored
+backward flow at ``t`` is the motion t−1 → t (kubric issue #152), so the displacement of a pixel
+of frame ``t`` into frame ``t−1`` is its negation (the reference does the same).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import struct
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from gmrw.data.crops import CycleCropper
+from gmrw.data.kinetics import _mix, _size
+from gmrw.data.sampling import split_key, training_loader
+from gmrw.data.tapvid import build_tapvid_dataset, tapvid_loader
+
+log = logging.getLogger(__name__)
+
+DATASET = "movi_e"
+CONFIG = "256x256"
+KUBRIC_LAYOUT = (
+    "expected a TFDS data_dir: ROOT/movi_e/256x256/<version>/ with dataset_info.json, features.json and "
+    "movi_e-<split>.tfrecord-NNNNN-of-MMMMM files (gsutil -m cp -r gs://kubric-public/tfds/movi_e/256x256 ROOT/movi_e/)"
+)
+
+
+def hide_gpus_from_tensorflow() -> None:
+    """Make TensorFlow CPU-only (idempotent); call before any TF op."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    try:
+        tf.config.set_visible_devices([], "GPU")
+    except RuntimeError:  # already initialised: devices are fixed by now
+        pass
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", name))
+
+
+def find_version_dir(root: str | os.PathLike) -> Path:
+    """``root`` (a data_dir, ``…/movi_e``, ``…/movi_e/256x256`` or a version folder) → the newest version folder."""
+    root = Path(root)
+    if not root.exists():
+        raise FileNotFoundError(f"Kubric root {root} does not exist: {KUBRIC_LAYOUT}")
+    for base in (root / DATASET / CONFIG, root / CONFIG, root):
+        if (base / "features.json").is_file() and (base / "dataset_info.json").is_file():
+            return base
+        if base.is_dir():
+            versions = [
+                d
+                for d in base.iterdir()
+                if d.is_dir() and re.fullmatch(r"\d+\.\d+\.\d+", d.name) and (d / "features.json").is_file()
+            ]
+            if versions:
+                return max(versions, key=lambda d: _version_key(d.name))
+    raise FileNotFoundError(f"no movi_e/256x256 TFDS folder under {root}: {KUBRIC_LAYOUT}")
+
+
+def split_files(version_dir: Path, split: str) -> list[Path]:
+    files = sorted(version_dir.glob(f"{DATASET}-{split}.tfrecord-*-of-*"))
+    if not files:
+        raise FileNotFoundError(f"no {DATASET}-{split}.tfrecord-* files in {version_dir}: {KUBRIC_LAYOUT}")
+    return files
+
+
+def index_tfrecord(path: Path) -> list[tuple[int, int]]:
+    """(data offset, length) of each record of a TFRecord file, from the length headers only."""
+    out = []
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        pos = 0
+        while pos < size:
+            header = f.read(12)  # uint64 length + uint32 masked crc
+            if len(header) < 12:
+                raise ValueError(f"{path}: truncated record header at byte {pos}")
+            (length,) = struct.unpack("<Q", header[:8])
+            if pos + 12 + length + 4 > size:
+                raise ValueError(f"{path}: truncated record at byte {pos}")
+            out.append((pos + 12, length))
+            pos += 12 + length + 4
+            f.seek(pos)
+    return out
+
+
+@lru_cache(maxsize=8)
+def _features(version_dir: str, keys: tuple[str, ...]):
+    """The dataset's TFDS FeaturesDict restricted to ``keys`` (cached per process)."""
+    hide_gpus_from_tensorflow()
+    import tensorflow_datasets as tfds
+
+    full = tfds.features.FeatureConnector.from_config(version_dir)
+    missing = [k for k in keys if k not in full]
+    if missing:
+        raise KeyError(f"{version_dir}: features {missing} not in the dataset (has {sorted(full.keys())})")
+    return tfds.features.FeaturesDict({k: full[k] for k in keys})
+
+
+class MoviEReader:
+    """Random access to the examples of one split of a movi_e TFDS folder."""
+
+    def __init__(self, root: str | os.PathLike, split: str = "train"):
+        self.version_dir = find_version_dir(root)
+        self.split = split
+        self.files = split_files(self.version_dir, split)
+        self.records: list[tuple[int, int, int]] = []  # (file index, offset, length)
+        for fi, path in enumerate(self.files):
+            self.records += [(fi, off, n) for off, n in index_tfrecord(path)]
+        if not self.records:
+            raise ValueError(f"split {split!r} of {self.version_dir} holds no examples")
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def raw(self, index: int) -> bytes:
+        fi, off, n = self.records[index]
+        with open(self.files[fi], "rb") as f:
+            f.seek(off)
+            return f.read(n)
+
+    def example(self, index: int, keys=("video", "metadata")) -> dict[str, Any]:
+        """Decode example ``index`` (numpy) for the given top-level features only."""
+        feats = _features(str(self.version_dir), tuple(keys))
+        ex = feats.deserialize_example_np(self.raw(index))
+        out = {}
+        for k, v in ex.items():
+            # Sequence features decode to lists of per-frame arrays.
+            out[k] = np.stack(v) if isinstance(v, list) and v and isinstance(v[0], np.ndarray) else v
+        return out
+
+
+def _decode_range(encoded: np.ndarray, value_range: np.ndarray) -> np.ndarray:
+    lo, hi = float(value_range[0]), float(value_range[1])
+    return lo + encoded.astype(np.float32) / 65535.0 * (hi - lo)
+
+
+def decode_flows(example: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """MOVi flows → ``forward`` (T, 2, H, W) displacement t → t+1 and ``backward`` (T, 2, H, W)
+    displacement t → t−1, both (dx, dy) in pixels (channels first, as CONTRACTS). ``forward[-1]``
+    and ``backward[0]`` have no partner frame and are meaningless."""
+    meta = example["metadata"]
+    fwd = _decode_range(example["forward_flow"], meta["forward_flow_range"])  # (T, H, W, 2) (d_row, d_col)
+    bwd = -_decode_range(example["backward_flow"], meta["backward_flow_range"])
+    forward = np.ascontiguousarray(fwd[..., ::-1].transpose(0, 3, 1, 2))
+    backward = np.ascontiguousarray(bwd[..., ::-1].transpose(0, 3, 1, 2))
+    return forward, backward
+
+
+class KubricPairs(Dataset):
+    """Map-style dataset of cycle clips from MOVi-E videos.
+
+    ``dataset[key]`` (``index`` or ``(index, sample_seed)``) → ``frames`` (4, 3, H2, W2) float32
+    in [0, 255], ``affine_b2f`` (2, 3), ``index``. Frames are consecutive (``frame_gap`` apart) or,
+    with ``random_frame_skip``, a gap drawn from 1…``max_frame_skip`` (clamped to the video);
+    the start frame is uniform. All randomness comes from (seed, key).
+    """
+
+    def __init__(
+        self,
+        root: str | os.PathLike,
+        split: str = "train",
+        img_size1=(640, 640),
+        img_size2=(512, 512),
+        aug_setting: str = "setting2",
+        frame_gap: int = 1,
+        random_frame_skip: bool = False,
+        max_frame_skip: int = 20,
+        seed: int = 0,
+    ):
+        self.reader = MoviEReader(root, split)
+        self.cropper = CycleCropper(img_size1, img_size2, aug_setting)
+        self.frame_gap = int(frame_gap)
+        self.random_frame_skip = bool(random_frame_skip)
+        self.max_frame_skip = int(max_frame_skip)
+        self.seed = int(seed)
+
+    def __len__(self) -> int:
+        return len(self.reader)
+
+    def pick_frames(self, num_frames: int, rng: np.random.Generator) -> tuple[int, int]:
+        gap = int(rng.integers(1, self.max_frame_skip + 1)) if self.random_frame_skip else self.frame_gap
+        gap = min(gap, num_frames - 1)
+        first = int(rng.integers(0, num_frames - gap))
+        return first, first + gap
+
+    def __getitem__(self, key) -> dict[str, Any]:
+        index, sample_seed = split_key(key, self.seed)
+        video = self.reader.example(index, ("video",))["video"]  # (T, H, W, 3) uint8
+        i, j = self.pick_frames(video.shape[0], np.random.default_rng(_mix(sample_seed, 1)))
+        pair = torch.from_numpy(video[[i, j]]).permute(0, 3, 1, 2).float()
+        clip = self.cropper(pair, generator_seed=_mix(sample_seed, 2))
+        return {
+            "frames": clip.frames,
+            "affine_b2f": clip.affine_b2f,
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+
+    def video_with_flows(self, index: int) -> dict[str, Any]:
+        """Whole video ``index`` with decoded ground-truth flows, for diagnostics:
+        ``video`` (T, H, W, 3) uint8, ``forward_flow`` / ``backward_flow`` (T, 2, H, W) (dx, dy) px."""
+        ex = self.reader.example(index, ("video", "forward_flow", "backward_flow", "metadata"))
+        forward, backward = decode_flows(ex)
+        name = ex["metadata"]["video_name"]
+        return {
+            "video": ex["video"],
+            "forward_flow": forward,
+            "backward_flow": backward,
+            "name": name.decode() if isinstance(name, bytes) else str(name),
+        }
+
+
+class KubricDataModule(pl.LightningDataModule):
+    """MOVi-E training clips + an optional TAP-Vid validation set.
+
+    Args:
+        root: TFDS data_dir holding ``movi_e/256x256/<version>``.
+        batch_size, num_workers: of the training loader.
+        img_size1, img_size2, aug_setting: the crop pipeline (640, 512, setting2 in the paper).
+        frame_gap: frames between the pair (1: consecutive, as the paper).
+        random_frame_skip, max_frame_skip: draw the gap per sample from 1…max_frame_skip instead.
+        seed: base seed of the sample stream.
+        split: training split (``train``).
+        val: ``{format, path, query_mode, resolution, max_videos}`` of a TAP-Vid set, or None.
+
+    Use with ``Trainer(use_distributed_sampler=False)`` (the sampler shards by rank itself).
+    """
+
+    def __init__(
+        self,
+        root: str,
+        batch_size: int = 1,
+        num_workers: int = 4,
+        img_size1=(640, 640),
+        img_size2=(512, 512),
+        aug_setting: str = "setting2",
+        frame_gap: int = 1,
+        random_frame_skip: bool = False,
+        max_frame_skip: int = 20,
+        seed: int = 0,
+        split: str = "train",
+        val: dict | None = None,
+        pin_memory: bool = False,
+    ):
+        super().__init__()
+        self.root = root
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.img_size1, self.img_size2 = _size(img_size1), _size(img_size2)
+        self.aug_setting = aug_setting
+        self.frame_gap = int(frame_gap)
+        self.random_frame_skip = bool(random_frame_skip)
+        self.max_frame_skip = int(max_frame_skip)
+        self.seed = int(seed)
+        self.split = split
+        self.val_cfg = dict(val) if val is not None else None
+        self.pin_memory = pin_memory
+        self.train_set: KubricPairs | None = None
+        self.val_set = None
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and stage in (None, "fit"):
+            self.train_set = KubricPairs(
+                self.root,
+                self.split,
+                self.img_size1,
+                self.img_size2,
+                self.aug_setting,
+                self.frame_gap,
+                self.random_frame_skip,
+                self.max_frame_skip,
+                self.seed,
+            )
+        if self.val_set is None and self.val_cfg is not None and stage in (None, "fit", "validate"):
+            self.val_set = build_tapvid_dataset(self.val_cfg)
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        return training_loader(
+            self.train_set,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            seed=self.seed,
+            shuffle=True,
+            trainer=self._trainer_or_none(),
+            pin_memory=self.pin_memory,
+        )
+
+    def val_dataloader(self):
+        self.setup("validate")
+        if self.val_set is None:
+            return []
+        trainer = self._trainer_or_none()
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return tapvid_loader(self.val_set, rank, world, num_workers=0)
+
+    def _trainer_or_none(self):
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None

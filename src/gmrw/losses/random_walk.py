@@ -1,0 +1,95 @@
+"""Contrastive random-walk cycle loss, computed without the N x N x N walk product.
+
+The walk f1 → f2 → f1' has transition ``P = A1 @ A2``, but the loss only needs the entry of
+each row at its target cell ℓ(i): ``P[i, ℓ(i)] = Σ_k A1[i, k] · A2[k, ℓ(i)]``. Gathering the
+columns of A2 at the labels turns that into an elementwise product and a sum: O(N²) work and
+memory instead of the O(N³) matmul (and no dense one-hot label matrix). Accuracy needs the
+argmax of whole rows of P, so it does the product, but without gradient, in row chunks, and
+on a random subset of rows for large maps.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+LOG_EPS = 1e-7
+MASK_EPS = 1e-5
+ACCURACY_MAX_ROWS = 4096
+_CHUNK_ELEMENTS = 1 << 24
+
+
+def affine_labels(affine_b2f: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Where the crop affine sends each source cell, at feature resolution.
+
+    affine_b2f (B,2,3), normalised corner-aligned coordinates → ``labels`` (B, h*w) int64
+    (row-major target cell, rounded) and ``mask`` (B, h*w) float32 (1 where the cell lands
+    inside the other crop: the warped ones-field exceeds 0.5).
+    """
+    b = affine_b2f.shape[0]
+    device = affine_b2f.device
+    affine = affine_b2f.float()
+    ys, xs = torch.meshgrid(torch.arange(h, device=device), torch.arange(w, device=device), indexing="ij")
+    fields = torch.cat(
+        (torch.stack((xs, ys)).float()[None].expand(b, 2, h, w), torch.ones(b, 1, h, w, device=device)),
+        dim=1,
+    )
+    grid = F.affine_grid(affine, [b, 3, h, w], align_corners=True)
+    warped = F.grid_sample(fields, grid, mode="bilinear", align_corners=True)
+    cell = torch.round(warped[:, :2]).long()
+    labels = (cell[:, 1] * w + cell[:, 0]).reshape(b, h * w)
+    mask = (warped[:, 2] > 0.5).reshape(b, h * w).float()
+    return labels, mask
+
+
+def walk_probability_at(a1: torch.Tensor, a2: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``(A1 @ A2)[b, i, labels[b, i]]`` without the product. a1, a2 (B,N,N); labels (B,N) → (B,N)."""
+    b, n, _ = a2.shape
+    # columns[b, k, i] = A2[b, k, ℓ(i)]
+    columns = torch.gather(a2, 2, labels[:, None, :].expand(b, n, n))
+    return (a1.transpose(1, 2) * columns).sum(dim=1)
+
+
+def cycle_loss(a1: torch.Tensor, a2: torch.Tensor, labels: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Masked mean of -log(P[i, ℓ(i)] + 1e-7) over rows; denominator mask.sum() + 1e-5."""
+    log_p = torch.log(walk_probability_at(a1, a2, labels) + LOG_EPS)
+    return -(log_p * mask).sum() / (mask.sum() + MASK_EPS)
+
+
+@torch.no_grad()
+def walk_accuracy(
+    a1: torch.Tensor,
+    a2: torch.Tensor,
+    labels: torch.Tensor,
+    mask: torch.Tensor,
+    max_rows: int = ACCURACY_MAX_ROWS,
+    seed: int = 0,
+) -> tuple[torch.Tensor, int]:
+    """Percent of masked rows whose argmax of ``A1 @ A2`` is the label.
+
+    Exact (every masked row) when N <= ``max_rows``; above that, each sample's masked rows are
+    subsampled to ``max_rows`` with a private generator (the global RNG is left alone).
+    Returns (accuracy as a 0-d float32 tensor, number of rows sampled; 0 when exact).
+    """
+    b, n, _ = a1.shape
+    subsample = n > max_rows
+    generator = torch.Generator().manual_seed(seed) if subsample else None
+    hits = torch.zeros((), device=a1.device)
+    sampled = 0
+    for s in range(b):
+        rows = torch.nonzero(mask[s] > 0.5).flatten()
+        if subsample and rows.numel() > max_rows:
+            pick = torch.randperm(rows.numel(), generator=generator)[:max_rows]
+            rows = rows[pick.to(rows.device)]
+        weight = 1.0
+        if subsample and rows.numel():
+            sampled += rows.numel()
+            weight = mask[s].sum() / rows.numel()  # scale the estimate to this sample's mask
+        step = max(1, _CHUNK_ELEMENTS // n)
+        count = torch.zeros((), device=a1.device)
+        for i in range(0, rows.numel(), step):
+            idx = rows[i : i + step]
+            best = (a1[s, idx] @ a2[s]).argmax(dim=-1)
+            count += (best == labels[s, idx]).sum()
+        hits = hits + count * weight
+    return 100.0 * hits / (mask.sum() + MASK_EPS), sampled

@@ -1,0 +1,6 @@
+"""The GMRW network (plain torch) and checkpoint loading."""
+
+from gmrw.models.checkpoint import CheckpointError, load_model
+from gmrw.models.gmrw import GMRW
+
+__all__ = ["GMRW", "CheckpointError", "load_model"]

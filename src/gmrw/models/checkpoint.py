@@ -1,0 +1,115 @@
+"""Build a GMRW and load weights from the paper's ``.pth``, our Lightning ``.ckpt`` or a state dict.
+
+Loading always goes through torch's weights-only unpickler; the paper's checkpoints carry an
+``argparse.Namespace`` (and a ``torch.device``) under "args", which are allow-listed for that
+one call. Weights load strictly: a file that is not a GMRW checkpoint fails with a message
+that says what was found.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from gmrw.models.gmrw import GMRW
+
+_SAFE_GLOBALS = [argparse.Namespace, torch.device]
+# the paper's training arguments that configure the model, and our constructor names for them
+_PAPER_ARGS = {
+    "temp": "temperature",
+    "compute_flow_method": "flow_method",
+    "window_threshold": "window",
+    "smoothness_loss": "smoothness_loss",
+    "smoothness_edge_constant": "smoothness_edge_constant",
+}
+
+
+class CheckpointError(ValueError):
+    """The file is not a checkpoint this model can load."""
+
+
+def _read(path: str | os.PathLike, map_location) -> Any:
+    try:
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ...
+        # torch's own message suggests weights_only=False, which we never do implicitly
+        raise CheckpointError(
+            f"{os.fspath(path)!r} is not a readable GMRW checkpoint (paper .pth, gmrw .ckpt or "
+            f"state dict): torch's weights-only loader failed with {type(err).__name__}"
+        ) from err
+
+
+def _strip(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    return {k[len(prefix) :] if k.startswith(prefix) else k: v for k, v in state.items()}
+
+
+def _is_state_dict(obj: Any) -> bool:
+    return isinstance(obj, Mapping) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
+
+
+def parse_checkpoint(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """A loaded checkpoint object → (state dict with the paper's key names, constructor kwargs).
+
+    Understands: the paper's DDP dict {"model": {"module.<key>": ...}, "args": Namespace};
+    our Lightning dict {"state_dict": {"model.<key>": ...}, "hyper_parameters": {"net": {...}}};
+    {"state_dict": ..., "config": {...}} (the reference fixture) and a bare state dict.
+    """
+    kwargs: dict[str, Any] = {}
+    if isinstance(obj, Mapping) and _is_state_dict(obj.get("model")):
+        state = _strip(obj["model"], "module.")
+        args = obj.get("args")
+        args = vars(args) if isinstance(args, argparse.Namespace) else dict(args or {})
+        kwargs = {ours: args[theirs] for theirs, ours in _PAPER_ARGS.items() if theirs in args}
+    elif isinstance(obj, Mapping) and _is_state_dict(obj.get("state_dict")):
+        state = dict(obj["state_dict"])
+        if "hyper_parameters" in obj:
+            state = {k[len("model.") :]: v for k, v in state.items() if k.startswith("model.")}
+            net = (obj.get("hyper_parameters") or {}).get("net") or {}
+            kwargs = {k: v for k, v in dict(net).items() if not k.startswith("_")}
+        else:
+            kwargs = dict(obj.get("config") or {})
+        state = _strip(state, "module.")
+    elif _is_state_dict(obj):
+        state = _strip(obj, "module.")
+    else:
+        found = sorted(obj)[:8] if isinstance(obj, Mapping) else type(obj).__name__
+        raise CheckpointError(f"no GMRW weights found in checkpoint (top level: {found})")
+    if kwargs.pop("norm", True) is not True:
+        raise CheckpointError("checkpoint expects unnormalised inputs (norm=False); gmrw always normalises")
+    return state, kwargs
+
+
+def load_model(
+    checkpoint: str | os.PathLike | None = None, map_location: Any = "cpu", **model_kwargs: Any
+) -> GMRW:
+    """A GMRW in eval mode: random init (``None``) or weights from ``checkpoint``.
+
+    Constructor kwargs stored in the checkpoint are used unless overridden by ``model_kwargs``.
+    Raises :class:`CheckpointError` (a ValueError) for files that hold no matching GMRW weights.
+    """
+    if checkpoint is None:
+        return GMRW(**model_kwargs).eval()
+    state, stored = parse_checkpoint(_read(checkpoint, map_location))
+    stored = {k: v for k, v in stored.items() if k in _constructor_names()}
+    model = GMRW(**{**stored, **model_kwargs})
+    result = model.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise CheckpointError(
+            f"{os.fspath(checkpoint)!r} does not match the GMRW architecture: "
+            f"{len(result.missing_keys)} missing keys {result.missing_keys[:4]}, "
+            f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:4]}"
+        )
+    return model.eval()
+
+
+def _constructor_names() -> set[str]:
+    import inspect
+
+    return set(inspect.signature(GMRW.__init__).parameters) - {"self"}

@@ -1,0 +1,188 @@
+"""GMRW: a global-matching transformer trained with a contrastive random walk.
+
+Images are float in [0, 255]; the model divides by 255 and applies the ImageNet mean/std
+itself. Matching runs on the backbone's 1/4-resolution map: an H x W image gives h x w =
+H/4 x W/4 cells, N = h*w, and transitions are (B, N, N) row-stochastic matrices.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gmrw.losses.random_walk import affine_labels, cycle_loss, walk_accuracy
+from gmrw.losses.smoothness import edge_aware_smoothness
+from gmrw.models.backbone import CNNEncoder
+from gmrw.models.matching import (
+    FLOW_METHODS,
+    flow_from_features,
+    flow_from_transition,
+    resize_flow,
+    transition_from_features,
+)
+from gmrw.models.position import add_window_position
+from gmrw.models.transformer import FeatureTransformer
+
+_MEAN = (0.485, 0.456, 0.406)
+_STD = (0.229, 0.224, 0.225)
+
+
+class GMRW(nn.Module):
+    """CNN backbone + sine position code + feature transformer + global softmax matching.
+
+    Parameter names equal the paper's (``backbone.*``, ``transformer.layers.N.*``), so its
+    state dicts load strictly. ``flow_method``/``window`` configure the training loss: with
+    "weighted_argmax" the transitions inside the loss are windowed around each row's argmax.
+    """
+
+    def __init__(
+        self,
+        feature_channels: int = 128,
+        num_scales: int = 2,
+        upsample_factor: int = 8,
+        num_head: int = 1,
+        attention_type: str = "swin",
+        ffn_dim_expansion: int = 4,
+        num_transformer_layers: int = 6,
+        attn_splits: int = 2,
+        temperature: float | None = None,
+        flow_method: str = "weighted_sum",
+        window: float | None = None,
+        smoothness_loss: bool = True,
+        smoothness_edge_constant: float = 150.0,
+        activation_checkpointing: bool = False,
+    ) -> None:
+        super().__init__()
+        if flow_method not in FLOW_METHODS:
+            raise ValueError(f"flow_method must be one of {FLOW_METHODS}, got {flow_method!r}")
+        if flow_method == "weighted_argmax" and window is None:
+            raise ValueError("flow_method 'weighted_argmax' needs a window radius")
+        self.feature_channels = feature_channels
+        self.num_scales = num_scales
+        self.upsample_factor = upsample_factor  # kept for config/checkpoint compatibility
+        self.attn_splits = attn_splits
+        self.temperature = temperature or None  # 0 means the default sqrt(C)
+        self.flow_method = flow_method
+        self.window = window
+        self.smoothness_loss = smoothness_loss
+        self.smoothness_edge_constant = smoothness_edge_constant
+        self.backbone = CNNEncoder(feature_channels, num_scales)
+        self.transformer = FeatureTransformer(
+            num_transformer_layers,
+            feature_channels,
+            num_head,
+            attention_type,
+            ffn_dim_expansion,
+            activation_checkpointing,
+        )
+        self.register_buffer("pixel_mean", torch.tensor(_MEAN).view(1, 3, 1, 1), False)
+        self.register_buffer("pixel_std", torch.tensor(_STD).view(1, 3, 1, 1), False)
+
+    # ---- features -------------------------------------------------------------------------
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        """(..., 3, H, W) in [0, 255] → ImageNet-normalised float32."""
+        # same operation order as the paper (divide, then standardise) for bitwise-close parity
+        return (images.float() / 255.0 - self.pixel_mean) / self.pixel_std
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        """(n,3,H,W) [0,255] → (n,C,H/4,W/4) backbone features with the window position code.
+
+        Per-image (instance norm), so frames shared by several pairs can be encoded once.
+        """
+        feature = self.backbone(self.normalize(images))[0]
+        return add_window_position(feature, self.attn_splits)
+
+    def refine(
+        self, feature_src: torch.Tensor, feature_dst: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Encoded pairs (B,C,h,w) x2 → transformer-refined (B,C,h,w) x2 (depends on the pair)."""
+        return self.transformer(feature_src, feature_dst, self.attn_splits)
+
+    def pair_features(self, src: torch.Tensor, dst: torch.Tensor):
+        """(B,3,H,W) x2 [0,255] → refined features (B,C,h,w) x2; one backbone call for both."""
+        encoded = self.encode(torch.cat((src, dst), dim=0))
+        return self.refine(*encoded.chunk(2, dim=0))
+
+    # ---- matching -------------------------------------------------------------------------
+    def transition(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """(B,3,H,W) x2 [0,255] → (B, h*w, h*w): row i is the distribution of source cell i
+        (row-major) over all target cells; rows sum to 1. No window is applied."""
+        return transition_from_features(*self.pair_features(src, dst), self.temperature)
+
+    def flow(
+        self,
+        src: torch.Tensor,
+        dst: torch.Tensor,
+        method: str = "weighted_sum",
+        window: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """(B,3,H,W) x2 [0,255] → (B,2,H',W') flow (dx, dy) in pixels of ``size`` (default (H,W)).
+
+        method: "weighted_sum" (expected target position), "argmax", or "weighted_argmax"
+        (expectation over cells strictly within ``window`` feature cells of the argmax).
+        Any number of pairs can be batched; memory stays O(N·C) / O(chunk·N).
+        """
+        feature_src, feature_dst = self.pair_features(src, dst)
+        return self.flow_from_features(
+            feature_src, feature_dst, method, window, size or tuple(src.shape[-2:])
+        )
+
+    def flow_from_features(
+        self,
+        feature_src: torch.Tensor,
+        feature_dst: torch.Tensor,
+        method: str = "weighted_sum",
+        window: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Refined features (B,C,h,w) x2 → (B,2,H',W') flow; ``size`` None keeps (h, w) cells."""
+        flow = flow_from_features(feature_src, feature_dst, method, window, self.temperature)
+        return resize_flow(flow, size) if size is not None else flow
+
+    # ---- objective ------------------------------------------------------------------------
+    def walk_loss(
+        self, frames: torch.Tensor, affine_b2f: torch.Tensor, smoothness_weight: float = 0.0
+    ) -> dict[str, torch.Tensor]:
+        """Cycle-consistency objective of one training clip.
+
+        frames (B,4,3,H,W) [0,255] ordered [f1, f2, f2', f1']; the walk is f1 → f2 → f1'
+        (f2' is not used, as in the paper's two-frame setting). affine_b2f (B,2,3) maps a
+        position in the forward crop to the backward crop (normalised, corner-aligned).
+        Returns 0-d tensors: loss = cycle_loss + smoothness_weight * smoothness_loss,
+        cycle_loss, accuracy (percent), smoothness_loss (0 when the model's flag is off),
+        accuracy_rows_sampled (0 when accuracy is exact over all masked rows, else the number
+        of rows it was estimated on).
+        """
+        b, t, _, height, width = frames.shape
+        if t != 4:
+            raise ValueError(f"expected frames (B,4,3,H,W) [f1,f2,f2',f1'], got {tuple(frames.shape)}")
+        f1, f2, f1_back = frames[:, 0], frames[:, 1], frames[:, 3]
+        # f2 appears in both pairs; instance norm is per image, so one backbone pass per frame
+        e1, e2, e3 = self.encode(torch.cat((f1, f2, f1_back), dim=0)).chunk(3, dim=0)
+        src, dst = self.refine(torch.cat((e1, e2)), torch.cat((e2, e3)))
+        h, w = src.shape[-2:]
+        window = self.window if self.flow_method == "weighted_argmax" else None
+        a = transition_from_features(src, dst, self.temperature, window)  # (2B, N, N)
+        a1, a2 = a[:b], a[b:]
+
+        labels, mask = affine_labels(affine_b2f, h, w)
+        cycle = cycle_loss(a1, a2, labels, mask)
+        accuracy, rows_sampled = walk_accuracy(a1.detach(), a2.detach(), labels, mask)
+
+        smooth = torch.zeros((), device=frames.device)
+        if self.smoothness_loss:
+            flows = resize_flow(flow_from_transition(a, h, w), (height, width))
+            images = torch.cat((f1, f2)).float() * (2.0 / 255.0) - 1.0
+            smooth = edge_aware_smoothness(flows, images, self.smoothness_edge_constant)
+        return {
+            "loss": cycle + smoothness_weight * smooth,
+            "cycle_loss": cycle,
+            "accuracy": accuracy,
+            "smoothness_loss": smooth,
+            "accuracy_rows_sampled": torch.tensor(rows_sampled),
+        }
+
+    def forward(self, frames, affine_b2f, smoothness_weight: float = 0.0):
+        """Same as :meth:`walk_loss`."""
+        return self.walk_loss(frames, affine_b2f, smoothness_weight)

@@ -1,0 +1,204 @@
+"""``gmrw.track``: TAP-Vid style point tracking with a GMRW model."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from gmrw.tracking.core import Pair, chained_tracks, direct_tracks
+
+MODES = ("chained", "direct")
+METHODS = ("weighted_sum", "argmax", "weighted_argmax")
+
+
+class ModelPairFlows:
+    """The pair-flow function backed by a model: ``(b, src, dst)`` triples → (K, 2, H, W) flows.
+
+    Frames are converted to float [0, 255], upsampled by ``upsample_factor`` (bilinear, aligned
+    corners) on the fly, and sent to ``model.flow`` ``pair_batch_size`` pairs at a time; flows are
+    resized to the original (H, W) by the model, so tracks stay in input pixels.
+
+    Args:
+        model: anything with ``flow(src, dst, method=, window=, size=)``.
+        video: (B, T, H, W, 3) uint8 or float in [0, 255], on any device.
+    """
+
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        video: torch.Tensor,
+        upsample_factor: float = 1,
+        method: str = "weighted_sum",
+        window: float | None = None,
+        pair_batch_size: int = 8,
+        progress=None,
+    ):
+        self.model = model
+        self.video = video
+        self.height, self.width = int(video.shape[2]), int(video.shape[3])
+        self.upsample_factor = upsample_factor
+        self.method = method
+        self.window = window
+        self.pair_batch_size = max(1, int(pair_batch_size))
+        self.progress = progress
+        self.calls = 0  # pairs sent to the model so far (tests check nothing is wasted)
+        try:
+            self.device = next(model.parameters()).device
+        except (StopIteration, AttributeError):
+            self.device = video.device
+
+    def frames(self, index: Sequence[tuple[int, int]]) -> torch.Tensor:
+        """(video, frame) pairs → (K, 3, H', W') float32 on the model's device."""
+        bs = torch.tensor([i for i, _ in index])
+        ts = torch.tensor([t for _, t in index])
+        x = self.video[bs.to(self.video.device), ts.to(self.video.device)]
+        x = x.to(self.device).permute(0, 3, 1, 2).float()
+        if self.upsample_factor != 1:
+            size = (int(self.upsample_factor * self.height), int(self.upsample_factor * self.width))
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+        return x
+
+    def __call__(self, pairs: Sequence[Pair]) -> torch.Tensor:
+        out = []
+        for i in range(0, len(pairs), self.pair_batch_size):
+            chunk = pairs[i : i + self.pair_batch_size]
+            src = self.frames([(b, s) for b, s, _ in chunk])
+            dst = self.frames([(b, d) for b, _, d in chunk])
+            flow = self.model.flow(
+                src, dst, method=self.method, window=self.window, size=(self.height, self.width)
+            )
+            out.append(flow.float())
+            self.calls += len(chunk)
+            if self.progress is not None:
+                self.progress.update(len(chunk))
+        return torch.cat(out)
+
+
+def check_video(video: torch.Tensor) -> None:
+    """ValueError unless ``video`` is (B, T, H, W, 3) with T >= 2."""
+    if not isinstance(video, torch.Tensor) or video.ndim != 5 or video.shape[-1] != 3:
+        shape = tuple(video.shape) if hasattr(video, "shape") else type(video).__name__
+        raise ValueError(f"video must be a tensor of shape (B, T, H, W, 3), got {shape}")
+    if video.shape[1] < 2:
+        raise ValueError(f"video has {video.shape[1]} frame(s); tracking needs at least 2")
+
+
+def check_queries(queries: torch.Tensor, num_frames: int, height: int, width: int, batch: int) -> None:
+    """ValueError for queries not (B, N, 3), with a non-integer or out-of-range frame index, or
+    outside the frame (x in [0, W], y in [0, H]; the far edge is allowed because TAP-Vid scales
+    coordinates in [0, 1] by the frame size)."""
+    if not isinstance(queries, torch.Tensor) or queries.ndim != 3 or queries.shape[-1] != 3:
+        shape = tuple(queries.shape) if hasattr(queries, "shape") else type(queries).__name__
+        raise ValueError(f"queries must be a tensor of shape (B, N, 3) as (t, y, x), got {shape}")
+    if queries.shape[0] != batch:
+        raise ValueError(f"queries are for {queries.shape[0]} videos but the batch has {batch}")
+    if queries.numel() == 0:
+        return
+    q = queries.detach().float()
+    if not torch.isfinite(q).all():
+        raise ValueError("queries contain NaN or infinite values")
+    t, y, x = q[..., 0], q[..., 1], q[..., 2]
+    if (t - t.round()).abs().max() > 1e-4:
+        raise ValueError("query frame indices t must be integers")
+    bad = (t.round() < 0) | (t.round() > num_frames - 1)
+    if bad.any():
+        first = tuple(torch.nonzero(bad)[0].tolist())
+        raise ValueError(
+            f"query {first} is at frame {float(t[first]):g}, outside the video's frames 0..{num_frames - 1}"
+        )
+    bad = (x < 0) | (x > width) | (y < 0) | (y > height)
+    if bad.any():
+        first = tuple(torch.nonzero(bad)[0].tolist())
+        raise ValueError(
+            f"query {first} at (x={float(x[first]):g}, y={float(y[first]):g}) is outside the "
+            f"{width}x{height} frame"
+        )
+
+
+def track(
+    model: torch.nn.Module,
+    video: torch.Tensor,
+    queries: torch.Tensor,
+    mode: str = "chained",
+    upsample_factor: float = 1,
+    method: str = "weighted_sum",
+    window: float | None = None,
+    pair_batch_size: int = 8,
+    cache_flows: bool = True,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Track query points through a video with a GMRW model, as the paper's TAP-Vid evaluation.
+
+    Args:
+        model: a :class:`gmrw.models.GMRW` (anything with ``flow``); run under ``no_grad``, its
+            train/eval mode is left as it is.
+        video: (B, T, H, W, 3) uint8 or float in [0, 255].
+        queries: (B, N, 3) (t, y, x) pixels, t integer-valued; never modified.
+        mode: ``"chained"`` (consecutive-frame flows forward and backward from the query frame,
+            occluded where forward-backward consistency fails by ≥ 3 px or the point leaves the
+            frame; visible at its query frame) or ``"direct"`` (flow from the query frame straight
+            to every frame; occluded only when outside the frame).
+        upsample_factor: the frames are upsampled by this factor (bilinear, aligned corners)
+            before the model; flows are resized back, so tracks stay in input pixels.
+        method / window: the flow read-out (``"weighted_sum"``, ``"argmax"``,
+            ``"weighted_argmax"`` with ``window`` in feature cells).
+        pair_batch_size: frame pairs per model call (memory vs. speed).
+        cache_flows: chained mode keeps the flows both sweeps need instead of recomputing them
+            (turn off for very long videos with late query frames to bound memory).
+        progress: show a tqdm bar over frame pairs.
+
+    Returns:
+        tracks (B, N, T, 2) (x, y) pixels float32 and occluded (B, N, T) bool, on ``queries``'
+        device.
+    """
+    if mode not in MODES:
+        raise ValueError(f"unknown tracking mode {mode!r}; choose one of {list(MODES)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown flow method {method!r}; choose one of {list(METHODS)}")
+    if method == "weighted_argmax" and window is None:
+        raise ValueError("flow method 'weighted_argmax' needs a window radius (window=...)")
+    if not (isinstance(upsample_factor, (int, float)) and math.isfinite(upsample_factor) and upsample_factor > 0):
+        raise ValueError(f"upsample_factor must be a positive number, got {upsample_factor!r}")
+    check_video(video)
+    b, t, h, w, _ = video.shape
+    check_queries(queries, t, h, w, b)
+    queries = queries.detach()
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=count_pairs(mode, queries, t), desc=f"gmrw {mode} tracking", unit="pair")
+    flows = ModelPairFlows(model, video, upsample_factor, method, window, pair_batch_size, bar)
+    try:
+        with torch.no_grad():
+            if mode == "chained":
+                steps = max(1, pair_batch_size // (2 * b))
+                tracks, visible = chained_tracks(queries, t, (h, w), flows, steps, cache_flows)
+            else:
+                tracks, visible = direct_tracks(queries, t, (h, w), flows, max(1, pair_batch_size))
+    finally:
+        if bar is not None:
+            bar.close()
+    return tracks, ~visible
+
+
+def grid_queries(grid_size: int, height: int, width: int, frame: int = 0) -> torch.Tensor:
+    """``grid_size``² queries (N, 3) (t, y, x) on a regular grid at ``frame``, cell-centred."""
+    if grid_size < 1:
+        raise ValueError(f"grid size must be >= 1, got {grid_size}")
+    ys = (torch.arange(grid_size, dtype=torch.float32) + 0.5) * height / grid_size
+    xs = (torch.arange(grid_size, dtype=torch.float32) + 0.5) * width / grid_size
+    yy, xx = torch.meshgrid(ys, xs, indexing="ij")
+    return torch.stack((torch.full_like(yy, float(frame)), yy, xx), dim=-1).reshape(-1, 3)
+
+
+def count_pairs(mode: str, queries: torch.Tensor, num_frames: int) -> int:
+    """Frame pairs ``track`` sends to the model (with ``cache_flows``): for progress bars and tests."""
+    if mode == "chained":
+        return 2 * queries.shape[0] * (num_frames - 1) if queries.shape[1] else 0
+    frames = torch.round(queries[..., 0]).long()
+    return sum(len(torch.unique(f)) * (num_frames - 1) for f in frames if f.numel())

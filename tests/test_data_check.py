@@ -1,0 +1,67 @@
+"""`gmrw-data check` through the installed console script."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gmrw.data import testing
+
+GMRW_DATA = Path(sys.executable).parent / "gmrw-data"
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    if not GMRW_DATA.exists():
+        pytest.skip(f"console script {GMRW_DATA} not installed")
+    return subprocess.run(
+        [str(GMRW_DATA), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"COLUMNS": "200", "PATH": "/usr/bin:/bin", "TF_CPP_MIN_LOG_LEVEL": "3"},
+    )
+
+
+def test_check_kinetics_reports_planted_bad_files(tmp_path):
+    files = testing.write_tiny_kinetics(tmp_path / "k", videos_per_class=1, num_frames=12, size=(32, 32))
+    out = _run("check", str(tmp_path / "k"), "--format", "kinetics")
+    assert out.returncode == 0, out.stdout + out.stderr
+    for bad in files["bad"]:
+        assert f"BAD {bad}" in out.stdout
+    assert "2 bad file(s)" in out.stdout
+    assert "32x32" in out.stdout and "usable" in out.stdout
+    strict = _run("check", str(tmp_path / "k"), "--format", "kinetics", "--strict")
+    assert strict.returncode == 1
+
+
+def test_check_fails_on_unusable_folders(tmp_path):
+    out = _run("check", str(tmp_path / "missing"), "--format", "kinetics")
+    assert out.returncode == 1 and "does not exist" in out.stdout
+    (tmp_path / "k" / "train" / "a").mkdir(parents=True)
+    out = _run("check", str(tmp_path / "k"), "--format", "kinetics")
+    assert out.returncode == 1 and "no videos found" in out.stdout
+    (tmp_path / "tfds").mkdir()
+    out = _run("check", str(tmp_path / "tfds"), "--format", "kubric")
+    assert out.returncode == 1 and "movi_e/256x256" in out.stdout
+
+
+def test_check_tapvid_pickle_reports_a_broken_example(tmp_path):
+    import pickle
+
+    path = testing.write_tapvid_pickle(tmp_path / "tapvid_davis.pkl", "davis", num_videos=3, num_frames=5)
+    data = pickle.load(open(path, "rb"))
+    data["video1"]["occluded"] = data["video1"]["occluded"][:, :3]  # tracks no longer match
+    pickle.dump(data, open(path, "wb"))
+    out = _run("check", str(path), "--format", "tapvid_davis")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "BAD video1" in out.stdout and "1 bad file(s)" in out.stdout
+
+
+def test_check_tiny_kubric(tmp_path):
+    testing.write_tiny_movi_e(tmp_path / "tfds", num_train=2, num_validation=1, num_frames=4, size=(16, 16))
+    out = _run("check", str(tmp_path / "tfds"), "--format", "kubric")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "16x16" in out.stdout and "train" in out.stdout and "validation" in out.stdout

@@ -1,0 +1,214 @@
+"""Procedural data: formats, determinism, exact ground truth, the crop affine, the datamodule."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import OmegaConf
+
+from gmrw.data._procedural import render
+from gmrw.data.synthetic import (
+    QUERY_STRIDE,
+    SyntheticDataModule,
+    SyntheticTapVidDataset,
+    SyntheticTrainDataset,
+    render_video,
+    tapvid_queries,
+)
+from gmrw.paths import config_dir
+
+SMALL_TRAIN = {"length": 16, "img_size1": 48, "img_size2": 32, "frame_size": 48}
+
+
+def _bilinear(video: torch.Tensor, t: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Colours of ``video (T, H, W, 3)`` at frames ``t (M,)`` and positions ``xy (M, 2)`` → (M, 3)."""
+    frames = video.permute(0, 3, 1, 2).float()[t]  # (M, 3, H, W)
+    h, w = frames.shape[-2:]
+    grid = (xy / torch.tensor([w - 1, h - 1]) * 2 - 1).float()[:, None, None]
+    return F.grid_sample(frames, grid, align_corners=True)[:, :, 0, 0]
+
+
+# ------------------------------------------------------------------------------ training clips
+
+
+def test_train_item_format():
+    dataset = SyntheticTrainDataset(**SMALL_TRAIN)
+    item = dataset[3]
+    assert set(item) == {"frames", "affine_b2f", "index"}
+    assert item["frames"].shape == (4, 3, 32, 32) and item["frames"].dtype == torch.float32
+    assert 0 <= item["frames"].min() and item["frames"].max() <= 255 and item["frames"].std() > 10
+    assert item["affine_b2f"].shape == (2, 3) and item["affine_b2f"].dtype == torch.float32
+    assert item["index"].dtype == torch.int64 and int(item["index"]) == 3
+    assert len(dataset) == 16
+    with pytest.raises(IndexError):
+        dataset[16]
+
+
+def test_train_items_are_pure_functions_of_the_key():
+    dataset = SyntheticTrainDataset(**SMALL_TRAIN)
+    torch_state, numpy_state = torch.get_rng_state(), np.random.get_state()[1].copy()
+    threads = torch.get_num_threads()
+    a, b = dataset[5], dataset[5]
+    assert torch.get_num_threads() == threads, "the thread count was not restored"
+    assert torch.equal(torch.get_rng_state(), torch_state), "the global torch RNG was consumed"
+    assert np.array_equal(np.random.get_state()[1], numpy_state), "the global numpy RNG was consumed"
+    assert torch.equal(a["frames"], b["frames"]) and torch.equal(a["affine_b2f"], b["affine_b2f"])
+    # A fresh dataset object (another process, a resumed run) gives the same sample.
+    assert torch.equal(SyntheticTrainDataset(**SMALL_TRAIN)[5]["frames"], a["frames"])
+    assert not torch.equal(dataset[6]["frames"], a["frames"])
+    assert not torch.equal(SyntheticTrainDataset(**SMALL_TRAIN, seed=1)[5]["frames"], a["frames"])
+    # (index, sample_seed) keys: same video, crops from the seed.
+    keyed = dataset[(5, 123)]
+    assert int(keyed["index"]) == 5
+    assert torch.equal(dataset[(5, 123)]["frames"], keyed["frames"])
+    assert not torch.equal(dataset[(5, 124)]["affine_b2f"], keyed["affine_b2f"])
+
+
+def test_train_pair_moves_a_few_pixels():
+    dataset = SyntheticTrainDataset(**SMALL_TRAIN)
+    pair = dataset.pair(0)
+    assert pair.shape == (2, 3, 48, 48)
+    assert 0 < (pair[0] - pair[1]).abs().mean() < 60
+
+
+@pytest.mark.parametrize("index", [0, 1, 2])
+def test_crop_affine_maps_forward_crop_to_backward_crop(index):
+    # f1' sampled at affine_grid(affine_b2f) is f1 wherever the grid falls inside the crop.
+    item = SyntheticTrainDataset(**SMALL_TRAIN, aug_setting="setting1")[index]
+    frames, affine = item["frames"], item["affine_b2f"]
+    grid = F.affine_grid(affine[None], (1, 3, 32, 32), align_corners=True)
+    warped = F.grid_sample(frames[3:4], grid, align_corners=True)[0]
+    inside = (grid[0].abs() <= 1).all(-1)
+    assert inside.float().mean() > 0.05
+    error = (warped - frames[0]).abs().mean(0)[inside].mean()
+    identity = (frames[3] - frames[0]).abs().mean(0)[inside].mean()
+    assert error < 12 and error < 0.5 * identity, (float(error), float(identity))
+
+
+# ------------------------------------------------------------------------------ TAP-Vid examples
+
+
+def test_val_example_format_and_determinism():
+    dataset = SyntheticTapVidDataset(num_videos=2, num_frames=6, frame_size=(32, 48), num_points=10)
+    example = dataset[1]
+    assert set(example) == {"video", "query_points", "target_points", "occluded", "name"}
+    assert example["video"].shape == (6, 32, 48, 3) and example["video"].dtype == torch.uint8
+    n = example["query_points"].shape[0]
+    assert n == 10
+    assert example["query_points"].shape == (n, 3) and example["query_points"].dtype == torch.float32
+    assert example["target_points"].shape == (n, 6, 2) and example["target_points"].dtype == torch.float32
+    assert example["occluded"].shape == (n, 6) and example["occluded"].dtype == torch.bool
+    assert isinstance(example["name"], str) and example["name"] != dataset[0]["name"]
+    again = SyntheticTapVidDataset(num_videos=2, num_frames=6, frame_size=(32, 48), num_points=10)[1]
+    for key in ("video", "query_points", "target_points", "occluded"):
+        assert torch.equal(example[key], again[key]), key
+    assert not torch.equal(dataset[0]["video"], example["video"])
+
+
+def test_first_queries_are_at_the_first_visible_frame():
+    video = render_video(7, num_frames=8, height=40, width=40, num_points=16, query_mode="first")
+    t = video.query_points[:, 0].long()
+    visible = ~video.occluded
+    assert torch.equal(t, visible.float().argmax(1))
+    assert visible[torch.arange(len(t)), t].all()
+    at_query = video.target_points[torch.arange(len(t)), t]
+    assert torch.allclose(video.query_points[:, 1:], at_query.flip(-1))
+    # Points on the background and on sprites.
+    assert (video.point_layers == 0).any() and (video.point_layers > 0).any()
+
+
+def test_strided_queries_follow_tapvid():
+    video = render_video(7, num_frames=12, height=40, width=40, num_points=16, query_mode="strided")
+    t = video.query_points[:, 0].long()
+    assert (t % QUERY_STRIDE == 0).all()
+    assert (~video.occluded)[torch.arange(len(t)), t].all()
+    assert torch.equal(t, t.sort().values), "strided queries are ordered by frame"
+    # Every (track, stride frame) with the track visible appears exactly once.
+    first = render_video(7, num_frames=12, height=40, width=40, num_points=16, query_mode="first")
+    expected = int((~first.occluded[:, ::QUERY_STRIDE]).sum())
+    assert len(t) == expected
+
+
+def test_tapvid_queries_on_a_toy_track():
+    tracks = np.arange(2 * 11 * 2, dtype=float).reshape(2, 11, 2)
+    occluded = np.ones((2, 11), dtype=bool)
+    occluded[0, 3:] = False
+    occluded[1, [0, 10]] = False
+    queries, index = tapvid_queries(tracks, occluded, "first")
+    assert index.tolist() == [0, 1] and queries[:, 0].tolist() == [3, 0]
+    assert queries[0, 1:].tolist() == [tracks[0, 3, 1], tracks[0, 3, 0]]
+    queries, index = tapvid_queries(tracks, occluded, "strided")
+    assert list(zip(queries[:, 0].tolist(), index.tolist())) == [(0, 1), (5, 0), (10, 0), (10, 1)]
+
+
+def test_ground_truth_tracks_follow_the_pixels():
+    video = render_video(3, num_frames=8, height=48, width=48, num_sprites=4, num_points=32)
+    n, frames = video.occluded.shape
+    t_query = video.query_points[:, 0].long()
+    reference = _bilinear(video.video, t_query, video.query_points[:, [2, 1]])  # (N, 3)
+    tt = torch.arange(frames).repeat(n)
+    colours = _bilinear(video.video, tt, video.target_points.reshape(-1, 2)).reshape(n, frames, 3)
+    error = (colours - reference[:, None]).abs().mean(-1)  # (N, T)
+    visible = ~video.occluded
+    assert visible.sum() > n * 2
+    assert error[visible].median() < 3, float(error[visible].median())
+    # Far off the track, or behind an occluder, the colour is clearly different.
+    shifted = _bilinear(video.video, tt, (video.target_points + 4).reshape(-1, 2)).reshape(n, frames, 3)
+    shifted_error = (shifted - reference[:, None]).abs().mean(-1)
+    assert shifted_error[visible].median() > 2.5 * error[visible].median()
+
+
+def test_occlusion_matches_the_rendered_layers():
+    video = render_video(11, num_frames=8, height=48, width=48, num_sprites=5, num_points=48)
+    scene = video.scene
+    _, layer_map = render(scene, list(range(8)), with_layers=True)  # (T, H, W)
+    xy = video.target_points
+    inside = (xy >= 0).all(-1) & (xy[..., 0] <= 47) & (xy[..., 1] <= 47)
+    assert video.occluded[~inside].all(), "points outside the frame are occluded"
+    n, t = torch.nonzero(inside, as_tuple=True)
+    pix = xy[n, t].round().long()
+    top = layer_map[t, pix[:, 1], pix[:, 0]]
+    rendered_occluded = top > video.point_layers[n]
+    agreement = (rendered_occluded == video.occluded[n, t]).float().mean()
+    assert agreement > 0.95, float(agreement)
+    assert video.occluded[inside].any(), "this video should show occlusion by sprites"
+
+
+# ------------------------------------------------------------------------------ datamodule
+
+
+def test_datamodule_loaders_batch_the_contract_formats():
+    dm = SyntheticDataModule(
+        batch_size=2,
+        img_size1=48,
+        img_size2=32,
+        frame_size=48,
+        train_length=8,
+        num_val_videos=3,
+        val_num_frames=5,
+        val_frame_size=32,
+        val_points=6,
+    )
+    dm.setup("fit")
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["frames"].shape == (2, 4, 3, 32, 32) and batch["frames"].dtype == torch.float32
+    assert batch["affine_b2f"].shape == (2, 2, 3) and batch["index"].shape == (2,)
+    assert batch["index"].dtype == torch.int64
+    assert torch.equal(next(iter(dm.train_dataloader()))["frames"], batch["frames"])
+    val = list(dm.val_dataloader())
+    assert len(val) == 3
+    assert val[0]["video"].shape == (1, 5, 32, 32, 3) and val[0]["video"].dtype == torch.uint8
+    assert val[0]["query_points"].shape == (1, 6, 3) and val[0]["occluded"].shape == (1, 6, 5)
+    assert val[0]["name"] == ["synthetic_0_0000"]
+
+
+def test_config_instantiates():
+    cfg = OmegaConf.load(config_dir() / "data" / "synthetic.yaml")
+    dm = instantiate(cfg, train_length=4, num_val_videos=1)
+    assert isinstance(dm, SyntheticDataModule)
+    assert dm.train_dataset.cropper.size2 == (64, 64) and dm.train_dataset.cropper.setting == "setting2"
+    assert dm.val_dataset.frame_size == (64, 64) and dm.val_dataset.query_mode == "first"
+    assert dm.train_dataset[0]["frames"].shape == (4, 3, 64, 64)

@@ -1,0 +1,88 @@
+"""The gathered cycle loss equals the dense random-walk form; labels and accuracy behave."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from gmrw.losses.random_walk import (
+    affine_labels,
+    cycle_loss,
+    walk_accuracy,
+    walk_probability_at,
+)
+
+
+def random_transitions(b: int, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(2, b, n, n, generator=g, dtype=torch.float64) * 3
+    return logits[0].softmax(-1), logits[1].softmax(-1)
+
+
+def dense_loss(a1, a2, labels, mask):
+    """The textbook form: full walk product and a one-hot label matrix."""
+    walk = a1 @ a2
+    one_hot = torch.nn.functional.one_hot(labels, walk.shape[-1]).to(walk.dtype)
+    log_p = torch.log((walk * one_hot).sum(-1) + 1e-7)
+    return -(log_p * mask).sum() / (mask.sum() + 1e-5)
+
+
+def test_gathered_probability_equals_walk_product_entries():
+    a1, a2 = random_transitions(2, 36)
+    labels = torch.randint(0, 36, (2, 36))
+    expected = torch.gather(a1 @ a2, 2, labels[..., None]).squeeze(-1)
+    torch.testing.assert_close(walk_probability_at(a1, a2, labels), expected)
+
+
+def test_cycle_loss_values_and_gradients_equal_dense_form():
+    a1, a2 = random_transitions(2, 49, seed=1)
+    labels = torch.randint(0, 49, (2, 49))
+    mask = (torch.rand(2, 49, dtype=torch.float64) > 0.3).to(torch.float64)
+    inputs = [t.clone().requires_grad_() for t in (a1, a2)]
+    dense_inputs = [t.clone().requires_grad_() for t in (a1, a2)]
+    ours = cycle_loss(*inputs, labels, mask)
+    ref = dense_loss(*dense_inputs, labels, mask)
+    torch.testing.assert_close(ours, ref)
+    ours.backward()
+    ref.backward()
+    for mine, theirs in zip(inputs, dense_inputs):
+        torch.testing.assert_close(mine.grad, theirs.grad)
+
+
+def test_accuracy_is_exact_up_to_4096_rows():
+    a1, a2 = random_transitions(2, 25, seed=2)
+    argmax = (a1 @ a2).argmax(-1)
+    labels = argmax.clone()
+    labels[:, :10] = (labels[:, :10] + 1) % 25  # 10 wrong rows per sample
+    mask = torch.ones(2, 25)
+    mask[:, 20:] = 0  # 5 masked-out rows, all correct
+    acc, sampled = walk_accuracy(a1.float(), a2.float(), labels, mask)
+    assert sampled == 0
+    assert math.isclose(acc.item(), 100 * 20 / (40 + 1e-5), rel_tol=1e-6)
+
+
+def test_accuracy_subsamples_above_max_rows_and_says_so():
+    a1, a2 = random_transitions(1, 64, seed=3)
+    labels = (a1 @ a2).argmax(-1)
+    mask = torch.ones(1, 64)
+    acc, sampled = walk_accuracy(a1.float(), a2.float(), labels, mask, max_rows=16)
+    assert sampled == 16
+    assert math.isclose(acc.item(), 100 * 64 / (64 + 1e-5), rel_tol=1e-6)
+
+
+def test_identity_affine_labels_every_cell_itself():
+    identity = torch.tensor([[[1.0, 0, 0], [0, 1, 0]]])
+    labels, mask = affine_labels(identity, 6, 8)
+    assert torch.equal(labels, torch.arange(48)[None])
+    assert torch.equal(mask, torch.ones(1, 48))
+
+
+def test_shifted_affine_masks_cells_that_leave_the_crop():
+    # x_src = x + 2 cells on an 8-wide grid (normalised step 2/7): the last two columns leave
+    shift = torch.tensor([[[1.0, 0, 4 / 7], [0, 1, 0]]])
+    labels, mask = affine_labels(shift, 4, 8)
+    grid_mask = mask.reshape(4, 8)
+    assert torch.equal(grid_mask[:, :6], torch.ones(4, 6))
+    assert torch.equal(grid_mask[:, 6:], torch.zeros(4, 2))
+    assert torch.equal(labels.reshape(4, 8)[:, :6] % 8, torch.arange(2, 8).expand(4, 6))

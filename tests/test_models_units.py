@@ -1,0 +1,179 @@
+"""Building blocks of GMRW on tiny random inputs (no fixtures needed)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import gmrw.models.matching as matching
+from gmrw.models import GMRW
+from gmrw.models.position import add_window_position, sine_position_code
+from gmrw.models.transformer import shifted_window_mask, window_attention
+from gmrw.models.windows import merge_windows, split_windows
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return GMRW().eval()
+
+
+def images(b: int, size: int = 32, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(b, 3, size, size, generator=g) * 255
+
+
+@pytest.mark.parametrize("channel_last", [False, True])
+def test_split_merge_roundtrip(channel_last):
+    x = torch.randn(2, 4, 8, 6)
+    windows = split_windows(x, 2, channel_last)
+    assert windows.shape[0] == 8
+    assert torch.equal(merge_windows(windows, 2, channel_last), x)
+
+
+@pytest.mark.parametrize("shift", [False, True])
+def test_window_attention_equals_masked_dense_attention(shift):
+    """Dense attention over the whole map, allowed only within a window (and, when shifted,
+    within one region of the rolled map; other regions get -100 like the paper)."""
+    b, h, w, c, k = 2, 8, 8, 4, 2
+    q, kk, v = (torch.randn(b, h * w, c, dtype=torch.float64) for _ in range(3))
+    ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
+    if shift:  # position in the rolled map (rolled by -half a window)
+        ys, xs = (ys - h // 4) % h, (xs - w // 4) % w
+    window = (ys // (h // k)) * k + xs // (w // k)
+    region = (ys >= h - h // 2).long() + (ys >= h - h // 4) * 1
+    region = region * 3 + (xs >= w - w // 2).long() + (xs >= w - w // 4)
+    window, region = window.flatten(), region.flatten()
+    bias = torch.full((h * w, h * w), float("-inf"), dtype=torch.float64)
+    same_window = window[:, None] == window[None, :]
+    bias[same_window] = 0.0
+    if shift:
+        bias[same_window & (region[:, None] != region[None, :])] = -100.0
+    expected = torch.softmax(q @ kk.transpose(1, 2) / math.sqrt(c) + bias, -1) @ v
+    mask = shifted_window_mask(h, w, k).double() if shift else None
+    torch.testing.assert_close(window_attention(q, kk, v, h, w, k, mask), expected)
+
+
+def test_position_code_is_the_same_in_every_window():
+    x = torch.zeros(1, 8, 6, 10)
+    out = add_window_position(x, 2)
+    assert torch.equal(out[..., :3, :5], out[..., 3:, 5:])
+    code = sine_position_code(3, 5, 8)
+    # channel 0: sin of the normalised y position; channel 4 (first x channel): sin of x
+    assert math.isclose(code[0, 1, 0].item(), math.sin(2 / 3 * 2 * math.pi), abs_tol=1e-5)
+    assert math.isclose(code[4, 0, 2].item(), math.sin(3 / 5 * 2 * math.pi), abs_tol=1e-5)
+    assert torch.equal(out[0, :, :3, :5], code)
+
+
+def test_transition_rows_are_distributions(model):
+    with torch.no_grad():
+        probs = model.transition(images(2), images(2, seed=1))
+    assert probs.shape == (2, 64, 64)
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 64))
+
+
+@pytest.mark.parametrize(
+    "method,window", [("weighted_sum", None), ("argmax", None), ("weighted_argmax", 2.5)]
+)
+def test_flow_from_features_agrees_with_transition_and_chunks(model, monkeypatch, method, window):
+    with torch.no_grad():
+        src, dst = model.pair_features(images(2), images(2, seed=1))
+        dense = matching.flow_from_transition(
+            matching.transition_from_features(src, dst), 8, 8, method, window
+        )
+        monkeypatch.setattr(matching, "CHUNK_ELEMENTS", 2 * 64 * 5)  # 5-row chunks
+        chunked = matching.flow_from_features(src, dst, method, window)
+        chunked_dense = matching.flow_from_transition(
+            matching.transition_from_features(src, dst), 8, 8, method, window
+        )
+    torch.testing.assert_close(chunked, dense, atol=1e-4, rtol=1e-5)
+    torch.testing.assert_close(chunked_dense, dense, atol=1e-5, rtol=1e-5)
+
+
+def test_batched_pairs_equal_single_pairs(model):
+    src, dst = images(3), images(3, seed=1)
+    with torch.no_grad():
+        batched = model.flow(src, dst, size=(20, 24))
+        single = torch.cat([model.flow(src[i : i + 1], dst[i : i + 1], size=(20, 24)) for i in range(3)])
+    assert batched.shape == (3, 2, 20, 24)
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
+
+
+def test_unknown_flow_method_and_missing_window_raise(model):
+    with pytest.raises(ValueError):
+        model.flow(images(1), images(1), method="nearest")
+    with pytest.raises(ValueError):
+        model.flow(images(1), images(1), method="weighted_argmax")
+    with pytest.raises(ValueError):
+        GMRW(flow_method="weighted_argmax")
+
+
+def clip(b: int = 1, size: int = 32):
+    frames = torch.stack([images(b, size, seed=s) for s in range(4)], dim=1)
+    affine = torch.tensor([[[0.9, 0.05, 0.1], [-0.05, 0.9, -0.1]]]).expand(b, 2, 3)
+    return frames, affine
+
+
+def test_walk_loss_encodes_three_frames_not_four():
+    torch.manual_seed(0)
+    model = GMRW()
+    batch_sizes = []
+    model.backbone.register_forward_hook(lambda m, inp, out: batch_sizes.append(inp[0].shape[0]))
+    out = model.walk_loss(*clip(b=2), smoothness_weight=0.5)
+    assert batch_sizes == [6]
+    assert set(out) >= {"loss", "cycle_loss", "accuracy", "smoothness_loss"}
+    assert all(v.dim() == 0 for v in out.values())
+    torch.testing.assert_close(out["loss"], out["cycle_loss"] + 0.5 * out["smoothness_loss"])
+
+
+def test_walk_loss_ignores_f2_prime():
+    torch.manual_seed(0)
+    model = GMRW()
+    frames, affine = clip()
+    a = model.walk_loss(frames, affine)["loss"]
+    frames[:, 2] = 0.0
+    torch.testing.assert_close(model.walk_loss(frames, affine)["loss"], a)
+
+
+def test_activation_checkpointing_gives_the_same_gradients():
+    frames, affine = clip()
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = GMRW(activation_checkpointing=flag)
+        model.walk_loss(frames, affine, smoothness_weight=1.0)["loss"].backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_bf16_autocast_walk_loss_is_close_to_fp32():
+    torch.manual_seed(0)
+    model = GMRW()
+    frames, affine = clip()
+    fp32 = model.walk_loss(frames, affine, 0.5)["loss"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = model.walk_loss(frames, affine, 0.5)
+    bf16["loss"].backward()
+    assert bf16["loss"].dtype == torch.float32
+    assert abs(bf16["loss"].item() / fp32.item() - 1) < 0.03
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_windowed_training_transitions_are_used_when_configured():
+    torch.manual_seed(0)
+    frames, affine = clip()
+    plain = GMRW().walk_loss(frames, affine)["cycle_loss"]
+    torch.manual_seed(0)
+    windowed = GMRW(flow_method="weighted_argmax", window=1.5).walk_loss(frames, affine)
+    assert torch.isfinite(windowed["cycle_loss"]) and windowed["cycle_loss"] != plain
+
+
+def test_weighted_argmax_window_is_strict():
+    probs = torch.tensor([[[0.5, 0.3, 0.2]]])  # cells at x = 0, 1, 2 on a 1x3 grid
+    coords = matching.cell_coords(1, 3)
+    kept = matching.window_around_argmax(probs, coords, 1.0)
+    torch.testing.assert_close(kept, torch.tensor([[[1.0, 0.0, 0.0]]]))
+    kept = matching.window_around_argmax(probs, coords, 1.01)
+    torch.testing.assert_close(kept, torch.tensor([[[0.625, 0.375, 0.0]]]))
