@@ -65,3 +65,7 @@ def test_check_tiny_kubric(tmp_path):
     out = _run("check", str(tmp_path / "tfds"), "--format", "kubric")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "16x16" in out.stdout and "train" in out.stdout and "validation" in out.stdout
+    # TAP-Vid-Kubric from the same folder: tracks are sampled from the validation videos.
+    out = _run("check", str(tmp_path / "tfds"), "--format", "tapvid_kubric")
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "points/video" in out.stdout and "occluded" in out.stdout and "bad files: 0" in out.stdout

@@ -1,8 +1,11 @@
 """``gmrw-data``: dataset utilities.
 
-    gmrw-data check DIR --format kinetics|kubric|tapvid_davis|tapvid_rgb_stacking|tapvid_kinetics|tapvid_kubric
-        [--limit N] [--quick] [--strict]
-    gmrw-data tiny DIR --format kinetics|kubric|tapvid_davis|tapvid_rgb_stacking|tapvid_kinetics|tapvid_kubric
+    gmrw-data check DIR --format FORMAT [--limit N] [--quick] [--strict]
+    gmrw-data tiny DIR --format FORMAT
+
+FORMAT is kinetics, kubric, tapvid_davis, tapvid_rgb_stacking, tapvid_kinetics, tapvid_kubric (tracks
+sampled from movi_e's validation split: DIR is the TFDS data_dir) or tapvid_kubric_tsv (the
+reference's validation_data.tsv).
 
 ``check`` prints counts, resolutions, frame counts and bad files; it exits 1 when the folder is
 unusable (missing, wrong layout, nothing readable) and, with ``--strict``, also when any bad file
@@ -21,7 +24,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gmrw-data", description="gmrw dataset utilities")
     sub = parser.add_subparsers(dest="command", required=True)
     check = sub.add_parser("check", help="validate a dataset folder or file")
-    check.add_argument("path", help="dataset root (kinetics, kubric), pickle / shard folder / tsv (tapvid_*)")
+    check.add_argument(
+        "path",
+        help="dataset root (kinetics; kubric and tapvid_kubric: the TFDS data_dir), or a pickle / shard folder / tsv",
+    )
     check.add_argument("--format", required=True, choices=FORMATS)
     check.add_argument("--limit", type=int, default=None, help="check at most N items per split")
     check.add_argument("--quick", action="store_true", help="open files only; do not decode frames")
@@ -40,9 +46,9 @@ def _tiny(path: str, fmt: str) -> str:
     if fmt == "kinetics":
         testing.write_tiny_kinetics(path)
         return path
-    if fmt == "kubric":
+    if fmt in ("kubric", "tapvid_kubric"):
         return str(testing.write_tiny_movi_e(path))
-    if fmt == "tapvid_kubric":
+    if fmt == "tapvid_kubric_tsv":
         return str(testing.write_kubric_tsv(Path(path) / "validation_data.tsv"))
     if fmt == "tapvid_kinetics":
         return str(testing.write_tapvid_pickle(Path(path) / "0000_of_0010.pkl", "kinetics"))

@@ -13,7 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
-FORMATS = ("kubric", "kinetics", "tapvid_davis", "tapvid_rgb_stacking", "tapvid_kinetics", "tapvid_kubric")
+FORMATS = (
+    "kubric",
+    "kinetics",
+    "tapvid_davis",
+    "tapvid_rgb_stacking",
+    "tapvid_kinetics",
+    "tapvid_kubric",
+    "tapvid_kubric_tsv",
+)
 
 
 @dataclasses.dataclass
@@ -154,10 +162,16 @@ def check_kubric(path: str, limit: int | None = None, quick: bool = False) -> Ch
 
 
 def check_tapvid(path: str, format: str, limit: int | None = None, quick: bool = False) -> CheckReport:
-    """Loads the benchmark file(s) and decodes every example (or the first ``limit``)."""
+    """Loads the benchmark file(s) and decodes every example (or the first ``limit``).
+
+    ``tapvid_kubric`` (tracks sampled from movi_e's validation split) samples the tracks of the
+    first ``limit`` videos (default 2; ~1 s each) and reports how many are occluded.
+    """
     from gmrw.data.tapvid import TapVidDataset, decode_frames, read_tsv_row
 
-    fmt = {"tapvid_kubric": "tapvid_kubric_tsv"}.get(format, format)
+    fmt = format
+    if fmt == "tapvid_kubric" and limit is None:
+        limit = 2
     report = CheckReport(format, path)
     p = Path(path)
     if fmt == "tapvid_kubric_tsv" and p.is_dir():
@@ -167,8 +181,8 @@ def check_tapvid(path: str, format: str, limit: int | None = None, quick: bool =
     except Exception as exc:
         report.errors.append(f"{type(exc).__name__}: {exc}")
         return report
-    stats = SplitStats("all", items=len(ds))
-    points = []
+    stats = SplitStats("validation" if fmt == "tapvid_kubric" else "all", items=len(ds))
+    points, occluded = [], []
     for i in range(len(ds)) if limit is None else range(min(limit, len(ds))):
         stats.checked += 1
         name = ds.names[i]
@@ -176,6 +190,10 @@ def check_tapvid(path: str, format: str, limit: int | None = None, quick: bool =
             if fmt == "tapvid_kubric_tsv":
                 row = read_tsv_row(p, ds._index[i][1])
                 video, n_points = row["video"], row["query_points"].shape[0]
+            elif fmt == "tapvid_kubric":
+                example = ds[i]
+                video, n_points = example["video"].numpy(), int(example["query_points"].shape[0])
+                occluded.append(float(example["occluded"].float().mean()))
             else:
                 rec = ds.raw(i)
                 video = decode_frames(rec["video"]) if not quick else np.asarray(rec["video"][:1])
@@ -187,7 +205,7 @@ def check_tapvid(path: str, format: str, limit: int | None = None, quick: bool =
                 if not quick and pts.shape[1] != len(video):
                     raise ValueError(f"{len(video)} frames but tracks of length {pts.shape[1]}")
                 n_points = pts.shape[0]
-            if quick and fmt != "tapvid_kubric_tsv":
+            if quick and fmt not in ("tapvid_kubric_tsv", "tapvid_kubric"):
                 stats.frame_counts.append(int(np.asarray(rec["points"]).shape[1]))
             else:
                 stats.frame_counts.append(int(len(video)))
@@ -198,6 +216,8 @@ def check_tapvid(path: str, format: str, limit: int | None = None, quick: bool =
             report.bad_files.append((name, f"{type(exc).__name__}: {exc}"))
     if points:
         stats.extra = f"points/video {min(points)}–{max(points)}"
+    if occluded:
+        stats.extra += f", occluded {min(occluded):.0%}–{max(occluded):.0%}"
     report.splits.append(stats)
     return report
 

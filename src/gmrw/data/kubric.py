@@ -122,6 +122,12 @@ def _features(version_dir: str, keys: tuple[str, ...]):
     return tfds.features.FeaturesDict({k: full[k] for k in keys})
 
 
+#: MOVi-E features stored as 16-bit PNG frames. TFDS's numpy decoding needs OpenCV for these (its
+#: PIL fallback refuses them, and PIL would cut 16-bit RGB to 8 bits), so TensorFlow's PNG decoder
+#: (on the CPU) reads them.
+UINT16_PNG_FEATURES = ("depth", "normal", "object_coordinates")
+
+
 class MoviEReader:
     """Random access to the examples of one split of a movi_e TFDS folder."""
 
@@ -146,13 +152,40 @@ class MoviEReader:
 
     def example(self, index: int, keys=("video", "metadata")) -> dict[str, Any]:
         """Decode example ``index`` (numpy) for the given top-level features only."""
-        feats = _features(str(self.version_dir), tuple(keys))
-        ex = feats.deserialize_example_np(self.raw(index))
-        out = {}
-        for k, v in ex.items():
-            # Sequence features decode to lists of per-frame arrays.
-            out[k] = np.stack(v) if isinstance(v, list) and v and isinstance(v[0], np.ndarray) else v
-        return out
+        keys = tuple(keys)
+        _features(str(self.version_dir), keys)  # names every missing feature at once
+        hide_gpus_from_tensorflow()
+        import tensorflow as tf
+
+        proto = tf.train.Example.FromString(self.raw(index))
+        feature_map = proto.features.feature
+        out: dict[str, Any] = {}
+        for key in keys:
+            if key in UINT16_PNG_FEATURES:
+                out[key] = _decode_uint16_pngs(feature_map[key].bytes_list.value, key)
+        numpy_keys = tuple(k for k in keys if k not in UINT16_PNG_FEATURES)
+        if numpy_keys:
+            # TFDS's numpy parser fails on ragged features (MOVi-E's instances/bboxes) that are not
+            # asked for, so hand it only the asked-for ones.
+            for name in list(feature_map):
+                if name.split("/", 1)[0] not in numpy_keys:
+                    del feature_map[name]
+            ex = _features(str(self.version_dir), numpy_keys).deserialize_example_np(
+                proto.SerializeToString()
+            )
+            for k, v in ex.items():
+                # Sequence features decode to lists of per-frame arrays.
+                out[k] = np.stack(v) if isinstance(v, list) and v and isinstance(v[0], np.ndarray) else v
+        return {k: out[k] for k in keys}
+
+
+def _decode_uint16_pngs(frames, key: str) -> np.ndarray:
+    """16-bit PNG frames → (T, H, W, C) uint16, with TensorFlow's decoder (CPU)."""
+    import tensorflow as tf
+
+    if not frames:
+        raise KeyError(f"example has no encoded frames for {key!r}")
+    return np.stack([tf.io.decode_png(f, dtype=tf.uint16).numpy() for f in frames])
 
 
 def _decode_range(encoded: np.ndarray, value_range: np.ndarray) -> np.ndarray:

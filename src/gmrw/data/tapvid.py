@@ -9,6 +9,11 @@ Formats (``format=``):
 * ``tapvid_davis``: ``tapvid_davis.pkl``, a dict name → {video, points, occluded};
 * ``tapvid_rgb_stacking``: ``tapvid_rgb_stacking.pkl``, a list of the same;
 * ``tapvid_kinetics``: a folder of ``*_of_0010.pkl`` shards (lists; frames may be JPEG bytes);
+* ``tapvid_kubric``: TAP-Vid-Kubric made from MOVi-E itself: ``path`` is the TFDS data_dir of
+  ``movi_e/256x256`` (as for training), ``split`` (``validation``) is read and ``num_points`` tracks
+  per video are sampled from its geometry as Kubric's point-tracking reader does
+  (:mod:`gmrw.data.kubric_tracks`), seeded by (``seed``, video index); queries lie on any frame, so
+  ``query_mode`` does not apply (score them with the ``strided`` metric, as tapnet and the reference);
 * ``tapvid_kubric_tsv``: the reference's pre-generated ``validation_data.tsv`` (already sampled
   queries at 256×256; ``query_mode`` does not apply).
 
@@ -38,7 +43,7 @@ from torch.utils.data import DataLoader, Dataset
 from gmrw.data.sampling import RankStridedSampler
 
 QUERY_MODES = ("first", "strided")
-FORMATS = ("tapvid_davis", "tapvid_rgb_stacking", "tapvid_kinetics", "tapvid_kubric_tsv")
+FORMATS = ("tapvid_davis", "tapvid_rgb_stacking", "tapvid_kinetics", "tapvid_kubric", "tapvid_kubric_tsv")
 
 
 # ------------------------------------------------------------------------------ query sampling
@@ -154,6 +159,8 @@ class TapVidDataset(Dataset):
         query_mode: ``first`` or ``strided``.
         resolution: (H, W) the video is resized to (None keeps it); 256×256 in the benchmarks.
         max_videos: keep only the first ``max_videos`` videos (e.g. a quick validation set).
+        num_points, seed, split: ``tapvid_kubric`` only: tracks per video (256 in tapnet's
+            evaluation), the seed of their sampling, and the MOVi-E split read.
     """
 
     def __init__(
@@ -163,6 +170,9 @@ class TapVidDataset(Dataset):
         query_mode: str = "first",
         resolution: tuple[int, int] | list[int] | None = (256, 256),
         max_videos: int | None = None,
+        num_points: int = 256,
+        seed: int = 0,
+        split: str = "validation",
     ):
         if format not in FORMATS:
             raise ValueError(f"unknown TAP-Vid format {format!r}; choose one of {list(FORMATS)}")
@@ -172,6 +182,10 @@ class TapVidDataset(Dataset):
         self.query_mode = query_mode
         self.resolution = tuple(resolution) if resolution is not None else None
         self.max_videos = max_videos
+        self.num_points = int(num_points)
+        self.seed = int(seed)
+        self.split = split
+        self._movi_reader = None
         # Only an index is built here; pickles are loaded lazily per process (see _records).
         self._records_cache: list[tuple[str, Any]] | None = None
         self._index = self._build_index()
@@ -197,6 +211,11 @@ class TapVidDataset(Dataset):
                 stem = Path(shard).stem
                 index += [(_kinetics_name(ex, stem, i), (shard, i)) for i, ex in enumerate(items)]
                 del data, items
+        elif self.format == "tapvid_kubric":
+            from gmrw.data.kubric import MoviEReader  # kubric imports this module
+
+            self._movi_reader = MoviEReader(self.path, self.split)
+            index = [(f"movi_e_{self.split}_{i:04d}", i) for i in range(len(self._movi_reader))]
         elif self.format == "tapvid_kubric_tsv":
             index = [(f"kubric_{row_id}", offset) for row_id, offset in _tsv_row_offsets(self.path)]
         else:
@@ -245,10 +264,23 @@ class TapVidDataset(Dataset):
         name, loc = self._index[index]
         if self.format == "tapvid_kubric_tsv":
             return _read_tsv_example(self.path, loc, name, self.resolution)
+        if self.format == "tapvid_kubric":
+            return self._movi_example(loc, name)
         rec = self.raw(index)
         return make_example(
             name, rec["video"], rec["points"], rec["occluded"], self.query_mode, self.resolution
         )
+
+    def _movi_example(self, index: int, name: str) -> dict[str, Any]:
+        from gmrw.data.kubric_tracks import TRACK_FEATURES, sample_kubric_tracks
+
+        example = self._movi_reader.example(index, TRACK_FEATURES)
+        rng = np.random.default_rng([self.seed, index])  # the same tracks on any rank or worker
+        tracks = sample_kubric_tracks(example, self.num_points, rng)
+        return _pixel_example(
+            name, example["video"], tracks["query_points"], tracks["target_points"], tracks["occluded"],
+            self.resolution,
+        )  # fmt: skip
 
 
 def _expected(format: str) -> str:
@@ -256,6 +288,7 @@ def _expected(format: str) -> str:
         "tapvid_davis": "expected the file tapvid_davis.pkl (dict name → {video, points, occluded})",
         "tapvid_rgb_stacking": "expected the file tapvid_rgb_stacking.pkl (list of {video, points, occluded})",
         "tapvid_kinetics": "expected a folder of TAP-Vid-Kinetics shards 0000_of_0010.pkl … 0009_of_0010.pkl",
+        "tapvid_kubric": "expected a TFDS data_dir with movi_e/256x256/<version>/ (as for data=kubric)",
         "tapvid_kubric_tsv": "expected the reference's validation_data.tsv (id, video, query_points, "
         "target_points, occluded; base64 arrays)",
     }[format]
@@ -319,7 +352,15 @@ def read_tsv_row(path: str | os.PathLike, offset: int) -> dict[str, np.ndarray]:
 def _read_tsv_example(path: Path, offset: int, name: str, resolution) -> dict[str, Any]:
     row = read_tsv_row(path, offset)
     video = np.round((row["video"] + 1.0) * 127.5).clip(0, 255).astype(np.uint8)
-    queries, targets = row["query_points"].copy(), row["target_points"].copy()
+    return _pixel_example(name, video, row["query_points"], row["target_points"], row["occluded"], resolution)
+
+
+def _pixel_example(
+    name: str, video: np.ndarray, queries: np.ndarray, targets: np.ndarray, occluded: np.ndarray, resolution
+) -> dict[str, Any]:
+    """An example whose coordinates are already pixels of ``video``, resized to ``resolution``
+    (coordinates scaled with it)."""
+    queries, targets = np.array(queries, np.float32), np.array(targets, np.float32)
     if resolution is not None and tuple(resolution) != video.shape[1:3]:
         sy, sx = resolution[0] / video.shape[1], resolution[1] / video.shape[2]
         video = resize_video(video, tuple(resolution))
@@ -330,7 +371,7 @@ def _read_tsv_example(path: Path, offset: int, name: str, resolution) -> dict[st
         "video": torch.from_numpy(np.ascontiguousarray(video)),
         "query_points": torch.from_numpy(queries),
         "target_points": torch.from_numpy(targets),
-        "occluded": torch.from_numpy(row["occluded"].copy()),
+        "occluded": torch.from_numpy(np.array(occluded, bool)),
         "name": name,
     }
 
@@ -339,7 +380,8 @@ def _read_tsv_example(path: Path, offset: int, name: str, resolution) -> dict[st
 
 
 def build_tapvid_dataset(cfg: dict | None) -> TapVidDataset | None:
-    """``{format, path, query_mode, resolution, max_videos}`` (or None) → :class:`TapVidDataset`."""
+    """``{format, path, query_mode, resolution, max_videos[, num_points, seed, split]}`` (or None) →
+    :class:`TapVidDataset`."""
     if cfg is None:
         return None
     cfg = dict(cfg)
@@ -351,6 +393,9 @@ def build_tapvid_dataset(cfg: dict | None) -> TapVidDataset | None:
         query_mode=cfg.get("query_mode", "first"),
         resolution=cfg.get("resolution", (256, 256)),
         max_videos=cfg.get("max_videos"),
+        num_points=cfg.get("num_points", 256),
+        seed=cfg.get("seed", 0),
+        split=cfg.get("split", "validation"),
     )
 
 
@@ -396,6 +441,9 @@ class TapVidDataModule(pl.LightningDataModule):
         resolution: tuple[int, int] | list[int] | None = (256, 256),
         max_videos: int | None = None,
         num_workers: int = 0,
+        num_points: int = 256,
+        seed: int = 0,
+        split: str = "validation",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -405,6 +453,9 @@ class TapVidDataModule(pl.LightningDataModule):
             "query_mode": query_mode,
             "resolution": resolution,
             "max_videos": max_videos,
+            "num_points": num_points,
+            "seed": seed,
+            "split": split,
         }
         self.num_workers = num_workers
         self.dataset: TapVidDataset | None = None
