@@ -18,12 +18,20 @@ class ModelPairFlows:
     """The pair-flow function backed by a model: ``(b, src, dst)`` triples → (K, 2, H, W) flows.
 
     Frames are converted to float [0, 255], upsampled by ``upsample_factor`` (bilinear, aligned
-    corners) on the fly, and sent to ``model.flow`` ``pair_batch_size`` pairs at a time; flows are
+    corners) on the fly, and sent to the model ``pair_batch_size`` pairs at a time; flows are
     resized to the original (H, W) by the model, so tracks stay in input pixels.
+
+    With a GMRW (a model with ``encode``, ``refine`` and ``flow_from_features``) each frame of a
+    chunk is encoded once however many pairs it is in, and a pair asked for in both directions
+    (chained mode's forward and backward flows) is refined once: the feature transformer treats
+    its two inputs symmetrically, so ``refine(b, a)`` is ``refine(a, b)`` swapped, and the reverse
+    flow is read from the same features. That halves chained mode's cost; any other model goes
+    through ``flow(src, dst, ...)`` one pair at a time.
 
     Args:
         model: anything with ``flow(src, dst, method=, window=, size=)``.
-        video: (B, T, H, W, 3) uint8 or float in [0, 255], on any device.
+        video: (B, T, H, W, 3) uint8 or float in [0, 255], on any device (or a
+            :class:`gmrw.tracking.FrameSource`).
     """
 
     def __init__(
@@ -44,7 +52,10 @@ class ModelPairFlows:
         self.window = window
         self.pair_batch_size = max(1, int(pair_batch_size))
         self.progress = progress
-        self.calls = 0  # pairs sent to the model so far (tests check nothing is wasted)
+        self.calls = 0  # flows computed so far (tests check nothing is wasted)
+        self.shared = all(
+            callable(getattr(model, name, None)) for name in ("encode", "refine", "flow_from_features")
+        )
         try:
             self.device = next(model.parameters()).device
         except (StopIteration, AttributeError):
@@ -62,6 +73,46 @@ class ModelPairFlows:
         return x
 
     def __call__(self, pairs: Sequence[Pair]) -> torch.Tensor:
+        if not self.shared:
+            return self._one_by_one(pairs)
+        # Each unordered pair once, oriented as first asked; where it is asked for each request.
+        requests: dict[Pair, list[tuple[int, bool]]] = {}
+        for position, (b, s, d) in enumerate(pairs):
+            if (b, d, s) in requests:
+                requests[(b, d, s)].append((position, True))
+            else:
+                requests.setdefault((b, s, d), []).append((position, False))
+        out: list[torch.Tensor | None] = [None] * len(pairs)
+        keys = list(requests)
+        size = (self.height, self.width)
+        for i in range(0, len(keys), self.pair_batch_size):
+            chunk = keys[i : i + self.pair_batch_size]
+            frames = list(dict.fromkeys([(b, s) for b, s, _ in chunk] + [(b, d) for b, _, d in chunk]))
+            slot = {frame: k for k, frame in enumerate(frames)}
+            encoded = self.model.encode(self.frames(frames))
+            refined_src, refined_dst = self.model.refine(
+                encoded[[slot[(b, s)] for b, s, _ in chunk]], encoded[[slot[(b, d)] for b, _, d in chunk]]
+            )
+            produced = 0
+            for reverse in (False, True):
+                rows = [k for k, key in enumerate(chunk) if any(r == reverse for _, r in requests[key])]
+                if not rows:
+                    continue
+                src, dst = (refined_dst, refined_src) if reverse else (refined_src, refined_dst)
+                flows = self.model.flow_from_features(
+                    src[rows], dst[rows], self.method, self.window, size
+                ).float()
+                for flow, k in zip(flows, rows):
+                    for position, r in requests[chunk[k]]:
+                        if r == reverse:
+                            out[position] = flow
+                produced += len(rows)
+            self.calls += produced
+            if self.progress is not None:
+                self.progress.update(produced)
+        return torch.stack(out) if out else torch.zeros(0, 2, *size, device=self.device)
+
+    def _one_by_one(self, pairs: Sequence[Pair]) -> torch.Tensor:
         out = []
         for i in range(0, len(pairs), self.pair_batch_size):
             chunk = pairs[i : i + self.pair_batch_size]
@@ -160,7 +211,9 @@ def track(
         raise ValueError(f"unknown flow method {method!r}; choose one of {list(METHODS)}")
     if method == "weighted_argmax" and window is None:
         raise ValueError("flow method 'weighted_argmax' needs a window radius (window=...)")
-    if not (isinstance(upsample_factor, (int, float)) and math.isfinite(upsample_factor) and upsample_factor > 0):
+    if not (
+        isinstance(upsample_factor, (int, float)) and math.isfinite(upsample_factor) and upsample_factor > 0
+    ):
         raise ValueError(f"upsample_factor must be a positive number, got {upsample_factor!r}")
     check_video(video)
     b, t, h, w, _ = video.shape

@@ -1,0 +1,172 @@
+"""``gmrw-track``: tracks + video from a real mp4, query parsing, and clear errors on bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from gmrw.cli.track import (
+    TrackInputError,
+    main,
+    parse_query,
+    processing_size,
+    read_points_file,
+    to_original,
+    to_processing,
+)
+from gmrw.data.testing import textured_video, write_mp4
+from helpers import run_console
+
+SMALL_NET = {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2}
+
+
+def small_checkpoint(path: Path) -> Path:
+    from gmrw.models import GMRW
+
+    torch.manual_seed(0)
+    torch.save({"state_dict": GMRW(**SMALL_NET).state_dict(), "config": dict(SMALL_NET)}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory) -> dict:
+    root = tmp_path_factory.mktemp("track")
+    frames = textured_video(9, 48, 64, seed=5)
+    return {
+        "root": root,
+        "frames": frames,
+        "video": write_mp4(root / "clip.mp4", frames, fps=8),
+        "checkpoint": small_checkpoint(root / "small.pt"),
+    }
+
+
+def test_console_writes_tracks_and_video(clip, tmp_path):
+    import decord
+
+    out = tmp_path / "out"
+    result = run_console(
+        "gmrw-track",
+        [
+            str(clip["video"]),
+            "--checkpoint",
+            str(clip["checkpoint"]),
+            "--grid",
+            "3",
+            "--query",
+            "4,20.5,30",
+            "--resize",
+            "0",
+            "--trail",
+            "0",
+            "--out",
+            str(out),
+        ],
+        cwd=tmp_path,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert sorted(p.name for p in out.iterdir()) == ["clip.tracks.mp4", "clip.tracks.npz"]
+    data = np.load(out / "clip.tracks.npz")
+    assert data["tracks"].shape == (10, 9, 2) and data["occluded"].shape == (10, 9)
+    assert data["tracks"].dtype == np.float32 and data["occluded"].dtype == bool
+    assert data["size"].tolist() == [48, 64] and float(data["fps"]) == pytest.approx(8)
+    # queries come back as (t, y, x); each track passes through its own query.
+    np.testing.assert_allclose(data["queries"][0], [4, 30, 20.5])
+    for (t, y, x), track in zip(data["queries"], data["tracks"]):
+        np.testing.assert_allclose(track[int(t)], [x, y], atol=1e-4)
+
+    rendered = decord.VideoReader(str(out / "clip.tracks.mp4"))
+    assert len(rendered) == 9 and rendered[0].shape == (48, 64, 3)
+    original = decord.VideoReader(str(clip["video"]))
+    for t in (0, 4, 8):
+        drawn = rendered[t].asnumpy().astype(int)
+        plain = original[t].asnumpy().astype(int)
+        change = np.abs(drawn - plain).sum(-1)
+        near = np.zeros(change.shape, bool)
+        for (x, y), occ in zip(data["tracks"][:, t], data["occluded"][:, t]):
+            xi, yi = int(round(x)), int(round(y))
+            if 0 <= xi < 64 and 0 <= yi < 48:
+                near[max(0, yi - 5) : yi + 6, max(0, xi - 5) : xi + 6] = True
+                if not occ:  # a filled disc covers the track's own pixel
+                    assert change[yi, xi] > 60, f"no marker at ({x:.1f}, {y:.1f}) in frame {t}"
+        assert np.median(change[~near]) < 12, "pixels away from every marker changed"
+
+
+def _run(argv, capsys) -> tuple[int, str]:
+    code = main([str(a) for a in argv])
+    return code, capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--query", "0,65,10"], "outside the 64x48 frame"),
+        (["--query", "9,10,10"], "frame 9 is out of range, the video has frames 0..8"),
+        (["--query", "1.5,10,10"], "must be an integer"),
+        (["--query", "1,2"], "expected three numbers"),
+        (["--grid-frame", "12"], "--grid-frame 12 is out of range"),
+        (["--method", "weighted_argmax"], "needs --window"),
+    ],
+)
+def test_bad_queries_are_named(clip, tmp_path, capsys, extra, message):
+    code, err = _run([clip["video"], "--checkpoint", clip["checkpoint"], "--out", tmp_path, *extra], capsys)
+    assert code == 1 and message in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_files_are_named(clip, tmp_path, capsys):
+    out = tmp_path / "out"
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"this is not a video" * 100)
+    code, err = _run([garbage, "--out", out], capsys)
+    assert code == 1 and "cannot read video" in err and "garbage.mp4" in err, err
+
+    code, err = _run([tmp_path / "missing.mp4", "--out", out], capsys)
+    assert code == 1 and "does not exist" in err, err
+
+    one = write_mp4(tmp_path / "one.mp4", textured_video(1, 32, 32))
+    code, err = _run([one, "--out", out], capsys)
+    assert code == 1 and "1 frame(s); tracking needs at least 2" in err, err
+
+    not_gmrw = tmp_path / "resnet.pth"
+    torch.save({"state_dict": {"conv.weight": torch.zeros(3)}}, not_gmrw)
+    code, err = _run([clip["video"], "--checkpoint", not_gmrw, "--out", out], capsys)
+    assert code == 1 and "resnet.pth" in err and "GMRW" in err, err
+
+    code, err = _run([clip["video"], "--checkpoint", tmp_path / "nope.pth", "--out", out], capsys)
+    assert code == 1 and "does not exist" in err, err
+    assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_points_files(tmp_path):
+    csv = tmp_path / "p.csv"
+    csv.write_text("t,x,y\n0, 1.5, 2\n# a comment\n3,4,5\n")
+    np.testing.assert_array_equal(read_points_file(csv), [[0, 1.5, 2], [3, 4, 5]])
+    txt = tmp_path / "p.txt"
+    txt.write_text("0 1 2\n")
+    np.testing.assert_array_equal(read_points_file(txt), [[0, 1, 2]])
+    npy = tmp_path / "p.npy"
+    np.save(npy, np.array([[1.0, 2.0, 3.0]]))
+    np.testing.assert_array_equal(read_points_file(npy), [[1, 2, 3]])
+    bad = tmp_path / "bad.csv"
+    bad.write_text("0,1,2\nzero,1,2\n")
+    with pytest.raises(TrackInputError, match="bad.csv:2"):
+        read_points_file(bad)
+    np.save(npy, np.zeros((2, 2)))
+    with pytest.raises(TrackInputError, match="rows of t,x,y"):
+        read_points_file(npy)
+    assert parse_query("3,10.5,20") == (3.0, 10.5, 20.0)
+
+
+def test_resize_and_coordinates_roundtrip():
+    assert processing_size(480, 854, 256) == (256, 456)
+    assert processing_size(48, 64, 0) == (48, 64)
+    assert processing_size(50, 66, 0) == (48, 64)  # multiples of 8
+    points = np.array([[0, 10.0, 20.0], [2, 853.0, 479.0]])  # (t, x, y)
+    inside = to_processing(points, (480, 854), (256, 456))
+    assert inside[:, 0].tolist() == [0, 2]
+    back = to_original(inside[None, :, 1:].flip(-1).permute(1, 0, 2), (480, 854), (256, 456))
+    np.testing.assert_allclose(back[:, 0], points[:, 1:], atol=1e-3)
