@@ -100,7 +100,7 @@ def test_bad_videos_are_skipped_named_and_counted(kinetics_root):
     assert sorted(ds.skipped_files()) == sorted(str(p) for p in files["bad"])
 
 
-def test_skips_in_workers_reach_the_main_process(kinetics_root):
+def test_skips_in_workers_reach_the_main_process(kinetics_root, caplog):
     root, files = kinetics_root
     dm = KineticsDataModule(
         str(root), batch_size=2, num_workers=2, img_size1=(48, 64), img_size2=(32, 32), frame_gap=20, seed=3
@@ -114,6 +114,12 @@ def test_skips_in_workers_reach_the_main_process(kinetics_root):
         seen = torch.cat([b["index"] for b in loader])
     assert sorted(seen.tolist()) == list(range(len(dm.train_set)))
     assert sorted(dm.skipped_files()) == sorted(str(p) for p in files["bad"])
+    # The end-of-fit report (the datamodule's teardown) names them from the main process.
+    with caplog.at_level("WARNING", logger="gmrw.data.kinetics"):
+        dm.teardown("fit")
+    assert "2 unreadable video(s) skipped" in caplog.text
+    for p in files["bad"]:
+        assert str(p) in caplog.text
 
 
 def test_datamodule_batches_follow_the_contract(kinetics_root, tmp_path):

@@ -160,3 +160,47 @@ def test_errors_name_the_expected_file(tmp_path):
         TapVidDataset("tapvid_kinetics", tmp_path / "empty")
     with pytest.raises(ValueError, match="query mode"):
         TapVidDataset("tapvid_davis", tmp_path / "missing.pkl", query_mode="last")
+
+
+def _write_format(fmt: str, folder) -> str:
+    if fmt == "tapvid_davis":
+        return str(testing.write_tapvid_pickle(folder / "tapvid_davis.pkl", "davis", num_videos=2))
+    if fmt == "tapvid_rgb_stacking":
+        return str(
+            testing.write_tapvid_pickle(folder / "tapvid_rgb_stacking.pkl", "rgb_stacking", num_videos=2)
+        )
+    if fmt == "tapvid_kinetics":
+        testing.write_tapvid_pickle(folder / "shards" / "0000_of_0010.pkl", "kinetics", num_videos=2)
+        return str(folder / "shards")
+    if fmt == "tapvid_kubric":
+        testing.write_tiny_movi_e(folder, num_train=1, num_validation=2, num_frames=8, size=(16, 16))
+        return str(folder)
+    return str(testing.write_kubric_tsv(folder / "validation_data.tsv", num_videos=2, num_frames=8, size=32))
+
+
+@pytest.mark.parametrize(
+    "fmt", ["tapvid_davis", "tapvid_rgb_stacking", "tapvid_kinetics", "tapvid_kubric", "tapvid_kubric_tsv"]
+)
+@pytest.mark.parametrize("query_mode", ["first", "strided"])
+def test_datamodule_feeds_evaluation_for_every_format(tmp_path, fmt, query_mode):
+    """What evaluation consumes: batches of one contract example, each query on its own track."""
+    if query_mode == "strided" and fmt in ("tapvid_kubric", "tapvid_kubric_tsv"):
+        pytest.skip("Kubric queries are sampled with the data: query_mode does not apply")
+    dm = TapVidDataModule(fmt, _write_format(fmt, tmp_path), query_mode=query_mode, resolution=(24, 40))
+    batches = list(dm.val_dataloader())
+    assert len(batches) == 2
+    for b in batches:
+        video, queries, targets, occluded = b["video"], b["query_points"], b["target_points"], b["occluded"]
+        assert video.dtype == torch.uint8 and video.shape[0] == 1 and video.shape[2:] == (24, 40, 3)
+        t_len, n = video.shape[1], queries.shape[1]
+        assert n > 0 and queries.shape == (1, n, 3) and queries.dtype == torch.float32
+        assert targets.shape == (1, n, t_len, 2) and targets.dtype == torch.float32
+        assert occluded.shape == (1, n, t_len) and occluded.dtype == torch.bool
+        assert isinstance(b["name"][0], str)
+        t = queries[0, :, 0]
+        assert torch.equal(t, t.round()) and 0 <= t.min() and t.max() < t_len
+        assert 0 <= queries[0, :, 1].min() and queries[0, :, 1].max() <= 24  # y within the height
+        assert 0 <= queries[0, :, 2].min() and queries[0, :, 2].max() <= 40  # x within the width
+        at_query = targets[0, torch.arange(n), t.long()]
+        torch.testing.assert_close(at_query, queries[0, :, [2, 1]], atol=1e-3, rtol=0)
+        assert not occluded[0, torch.arange(n), t.long()].any()

@@ -252,6 +252,21 @@ class KineticsDataModule(pl.LightningDataModule):
     def skipped_files(self) -> list[str]:
         return self.train_set.skipped_files() if self.train_set is not None else []
 
+    def teardown(self, stage: str) -> None:
+        """At the end of fit (a run is one epoch of the step stream), name every video skipped by
+        any of this rank's loader workers: they all write to the dataset's shared skip list."""
+        if stage != "fit" or self.train_set is None:
+            return
+        trainer = self._trainer_or_none()
+        rank = trainer.global_rank if trainer is not None else 0
+        files = self.skipped_files()
+        if files:
+            log.warning(
+                "rank %d: %d unreadable video(s) skipped in this run: %s", rank, len(files), ", ".join(files)
+            )
+        else:
+            log.info("rank %d: no unreadable videos met in this run", rank)
+
     def _trainer_or_none(self):
         try:
             return self.trainer
