@@ -41,6 +41,72 @@ def test_layout_is_the_public_bucket_layout_and_tfds_reads_it(movi_root):
     assert find_version_dir(root) == version_dir
 
 
+def test_feature_selection_reads_only_what_is_asked(movi_root):
+    """Picking features out of a record's bytes gives exactly the protobuf's own entries."""
+    import tensorflow as tf
+
+    from gmrw.data.tf_example import select_from_bytes
+
+    reader = MoviEReader(movi_root[0], "train")
+    raw = reader.raw(0)
+    full = tf.train.Example.FromString(raw).features.feature
+    for keys in (["video"], ["metadata", "camera"], ["instances", "depth", "nothing_like_this"]):
+        picked = tf.train.Example.FromString(reader.select(0, keys)).features.feature
+        assert sorted(picked) == sorted(k for k in full if k.split("/")[0] in keys)
+        for name in picked:
+            assert picked[name] == full[name], name
+        assert reader.select(0, keys) == select_from_bytes(raw, keys)
+    read_sizes = []
+
+    def counting_read(pos, n):
+        read_sizes.append(min(n, len(raw) - pos))
+        return raw[pos : pos + n]
+
+    from gmrw.data.tf_example import select_features
+
+    selected = select_features(counting_read, len(raw), ["metadata"])
+    # The wanted entries, plus a short header (with the name) of each feature of the record.
+    assert sum(read_sizes) <= len(selected) + 24 + len(full) * (24 + 256)
+    assert sum(read_sizes) < 0.2 * len(raw)
+
+
+def test_reader_matches_tfds_own_pipeline(movi_root):
+    """Every feature our reader decodes equals what TFDS's tf.data pipeline gives for that video."""
+    root, version_dir = movi_root
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(str(version_dir))
+    keys = (
+        "video",
+        "segmentations",
+        "depth",
+        "normal",
+        "object_coordinates",
+        "forward_flow",
+        "camera",
+        "instances",
+    )
+    reader = MoviEReader(root, "validation")
+    ours = {}
+    for i in range(len(reader)):
+        ex = reader.example(i, (*keys, "metadata"))
+        ours[ex["metadata"]["video_name"]] = ex
+    for theirs in tfds.as_numpy(builder.as_dataset(split="validation")):
+        mine = ours[theirs["metadata"]["video_name"]]
+        for key in keys:
+            if isinstance(theirs[key], dict):
+                for sub in ("positions", "quaternions") if key == "camera" else ("bboxes_3d", "quaternions"):
+                    np.testing.assert_array_equal(mine[key][sub], theirs[key][sub], err_msg=f"{key}/{sub}")
+            else:
+                assert mine[key].dtype == theirs[key].dtype, key
+                np.testing.assert_array_equal(mine[key], theirs[key], err_msg=key)
+        frames, picked = reader.video_frames(
+            list(ours).index(theirs["metadata"]["video_name"]), lambda n: [n - 1, 0]
+        )
+        assert picked == [FRAMES - 1, 0]
+        np.testing.assert_array_equal(frames, theirs["video"][[FRAMES - 1, 0]])
+
+
 def test_reader_decodes_every_example(movi_root):
     root, _ = movi_root
     for split, n in (("train", 3), ("validation", 2)):
@@ -150,3 +216,21 @@ def test_missing_root_fails_with_the_expected_layout(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="movi_e/256x256"):
         KubricPairs(tmp_path / "empty")
+
+
+def test_16bit_layers_decode_after_a_video_was_read(movi_root, tmp_path):
+    """decord bundles an old zlib; TensorFlow's PNG decoder must still work after decord is loaded
+    (a Kinetics run validating on TAP-Vid-Kubric reads both in one process)."""
+    import subprocess
+    import sys
+
+    video = testing.write_mp4(tmp_path / "v.mp4", testing.textured_video(4, 48, 64))
+    code = (
+        "import sys; from gmrw.data.video_io import read_frames; from gmrw.data.kubric import MoviEReader;"
+        f"read_frames({str(video)!r}, indices=[0, 1]);"
+        f"ex = MoviEReader({str(movi_root[0])!r}, 'validation').example(0, ('depth', 'normal'));"
+        "print(ex['depth'].dtype, ex['normal'].shape)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert f"uint16 ({FRAMES}, 32, 32, 3)" in out.stdout

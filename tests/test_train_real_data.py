@@ -92,8 +92,11 @@ def test_kinetics_experiment_trains_and_reports_skipped_videos(tmp_path, kinetic
         "data.batch_size=2",
         *SMALL,
     ]
-    if workers == 0:  # also validate on a TAP-Vid pickle once
-        args.append(f"data.val={{format: tapvid_davis, path: '{davis}', resolution: [32, 32]}}")
+    if workers == 0:  # also validate on a TAP-Vid pickle, once, at the end
+        args += [
+            f"data.val={{format: tapvid_davis, path: '{davis}', resolution: [32, 32], max_videos: 1}}",
+            "validate_before_training=false",
+        ]
     summary, output, _ = _train(tmp_path, args)
     # The end-of-run report comes from the main process and names both planted files, even when
     # the loader workers were the ones that met them.

@@ -69,7 +69,7 @@ def check_kinetics(path: str, limit: int | None = None, quick: bool = False) -> 
     """Every video of ``train/`` and ``val/`` is opened with decord; unless ``quick``, its first
     and last frames are decoded too (a truncated file often opens but cannot decode its end)."""
     from gmrw.data.kinetics import list_videos
-    from gmrw.data.video_io import BadVideoError, read_frames
+    from gmrw.data.video_io import BadVideoError, import_decord, read_frames
 
     report = CheckReport("kinetics", path)
     for split in ("train", "val"):
@@ -85,7 +85,7 @@ def check_kinetics(path: str, limit: int | None = None, quick: bool = False) -> 
         for video in _limited(videos, limit):
             stats.checked += 1
             try:
-                import decord
+                decord = import_decord()
 
                 try:
                     reader = decord.VideoReader(str(video), num_threads=1)

@@ -6,11 +6,14 @@
                                    movi_e-train.tfrecord-000NN-of-000MM, movi_e-validation.tfrecord-…}
 
 Reading is random access: the tfrecord shards are indexed once (record offsets, read from their
-length headers in pure Python), and an example is decoded with the dataset's own TFDS feature
-spec (``features.json``, numpy decoding) for only the features asked for. So a sample is a
-function of its index (exact resume, any sampler, DataLoader workers) and no TensorFlow graph or
-thread pool is started in the parent process before DataLoader workers fork. TensorFlow is kept
-off GPUs (``tf.config.set_visible_devices([], "GPU")``) before anything of it is used.
+length headers in pure Python), the asked-for features are picked out of a record's bytes without
+parsing the rest (:mod:`gmrw.data.tf_example`; a record is ~20 MB, mostly flows), and they are
+decoded with the dataset's own TFDS feature spec (``features.json``, numpy decoding). A training
+clip decodes only its two PNG frames. The 16-bit PNG features (depth, normals, object coordinates:
+TAP-Vid-Kubric sampling only) go through TensorFlow's PNG decoder. So a sample is a function of
+its index (exact resume, any sampler, DataLoader workers) and training starts no TensorFlow graph
+or thread pool in the parent process before DataLoader workers fork. TensorFlow is kept off GPUs
+(``tf.config.set_visible_devices([], "GPU")``) before anything of it is used.
 
 Ground-truth flows (diagnostics / visualisation, :func:`decode_flows`): MOVi stores
 ``forward_flow`` / ``backward_flow`` as uint16 (d_row, d_col) over a per-video range
@@ -21,6 +24,7 @@ of frame ``t`` into frame ``t−1`` is its negation (the reference does the same
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import re
@@ -38,6 +42,7 @@ from gmrw.data.crops import CycleCropper
 from gmrw.data.kinetics import _mix, _size
 from gmrw.data.sampling import split_key, training_loader
 from gmrw.data.tapvid import build_tapvid_dataset, tapvid_loader
+from gmrw.data.tf_example import select_features, select_from_bytes
 
 log = logging.getLogger(__name__)
 
@@ -150,33 +155,58 @@ class MoviEReader:
             f.seek(off)
             return f.read(n)
 
+    def select(self, index: int, keys) -> bytes:
+        """Example ``index`` serialized with only the features ``keys``, reading from disk only
+        their bytes and the names of the others."""
+        fi, offset, size = self.records[index]
+        with open(self.files[fi], "rb") as f:
+
+            def read(pos: int, n: int) -> bytes:
+                f.seek(offset + pos)
+                return f.read(min(n, size - pos))
+
+            return select_features(read, size, keys)
+
     def example(self, index: int, keys=("video", "metadata")) -> dict[str, Any]:
         """Decode example ``index`` (numpy) for the given top-level features only."""
         keys = tuple(keys)
         _features(str(self.version_dir), keys)  # names every missing feature at once
-        hide_gpus_from_tensorflow()
-        import tensorflow as tf
-
-        proto = tf.train.Example.FromString(self.raw(index))
-        feature_map = proto.features.feature
+        # Only the asked-for features are parsed at all (a record is mostly flows); this also keeps
+        # TFDS's numpy parser off MOVi-E's ragged instances/bboxes, on which it fails unless asked for.
+        serialized = self.select(index, keys)
         out: dict[str, Any] = {}
-        for key in keys:
-            if key in UINT16_PNG_FEATURES:
+        png16 = [k for k in keys if k in UINT16_PNG_FEATURES]
+        if png16:
+            feature_map = _parse_example(serialized).features.feature
+            for key in png16:
                 out[key] = _decode_uint16_pngs(feature_map[key].bytes_list.value, key)
         numpy_keys = tuple(k for k in keys if k not in UINT16_PNG_FEATURES)
         if numpy_keys:
-            # TFDS's numpy parser fails on ragged features (MOVi-E's instances/bboxes) that are not
-            # asked for, so hand it only the asked-for ones.
-            for name in list(feature_map):
-                if name.split("/", 1)[0] not in numpy_keys:
-                    del feature_map[name]
-            ex = _features(str(self.version_dir), numpy_keys).deserialize_example_np(
-                proto.SerializeToString()
-            )
+            if png16:
+                serialized = select_from_bytes(serialized, numpy_keys)
+            ex = _features(str(self.version_dir), numpy_keys).deserialize_example_np(serialized)
             for k, v in ex.items():
                 # Sequence features decode to lists of per-frame arrays.
                 out[k] = np.stack(v) if isinstance(v, list) and v and isinstance(v[0], np.ndarray) else v
         return {k: out[k] for k in keys}
+
+    def video_frames(self, index: int, pick) -> tuple[np.ndarray, list[int]]:
+        """Decode only some RGB frames of video ``index``: ``pick(num_frames)`` → frame indices;
+        returns (K, H, W, 3) uint8 and the indices. (MOVi-E stores each frame as a PNG.)"""
+        from PIL import Image
+
+        frames = _parse_example(self.select(index, ["video"])).features.feature["video"]
+        encoded = frames.bytes_list.value
+        chosen = [int(i) for i in pick(len(encoded))]
+        decoded = [np.asarray(Image.open(io.BytesIO(encoded[i])).convert("RGB")) for i in chosen]
+        return np.stack(decoded), chosen
+
+
+def _parse_example(serialized: bytes):
+    hide_gpus_from_tensorflow()
+    import tensorflow as tf
+
+    return tf.train.Example.FromString(serialized)
 
 
 def _decode_uint16_pngs(frames, key: str) -> np.ndarray:
@@ -244,9 +274,9 @@ class KubricPairs(Dataset):
 
     def __getitem__(self, key) -> dict[str, Any]:
         index, sample_seed = split_key(key, self.seed)
-        video = self.reader.example(index, ("video",))["video"]  # (T, H, W, 3) uint8
-        i, j = self.pick_frames(video.shape[0], np.random.default_rng(_mix(sample_seed, 1)))
-        pair = torch.from_numpy(video[[i, j]]).permute(0, 3, 1, 2).float()
+        rng = np.random.default_rng(_mix(sample_seed, 1))
+        frames, _ = self.reader.video_frames(index, lambda n: self.pick_frames(n, rng))  # (2, H, W, 3)
+        pair = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
         clip = self.cropper(pair, generator_seed=_mix(sample_seed, 2))
         return {
             "frames": clip.frames,

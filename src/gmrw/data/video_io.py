@@ -6,14 +6,35 @@ inside the process that uses it (a DataLoader worker), never in the parent befor
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing as mp
+import sys
 import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+
+def import_decord():
+    """``decord``, imported so that its bundled zlib cannot shadow the system's.
+
+    decord loads its libraries into the global symbol scope, among them a zlib 1.2.3. A library
+    loaded afterwards that looks zlib up globally binds to that old copy: TensorFlow's PNG decoder
+    (16-bit MOVi-E layers, TAP-Vid-Kubric) then fails with "Invalid PNG" in any process that read
+    a video first. Loading the system zlib globally before decord keeps later lookups on it.
+    """
+    if "decord" not in sys.modules:
+        try:
+            ctypes.CDLL(ctypes.util.find_library("z") or "libz.so.1", mode=ctypes.RTLD_GLOBAL)
+        except OSError:  # no system zlib to prefer: nothing to protect
+            pass
+    import decord
+
+    return decord
 
 
 class BadVideoError(RuntimeError):
@@ -32,7 +53,7 @@ def pair_indices(num_frames: int, frame_gap: int, rng: np.random.Generator) -> t
 
 def count_frames(path: str) -> int:
     """Number of frames decord reports (opens the container; decodes nothing)."""
-    import decord
+    decord = import_decord()
 
     try:
         reader = decord.VideoReader(path, num_threads=1)
@@ -51,7 +72,7 @@ def read_frames(
 
     Raises :class:`BadVideoError` naming the file for anything decord cannot do.
     """
-    import decord
+    decord = import_decord()
 
     try:
         reader = decord.VideoReader(path, num_threads=1)
