@@ -65,7 +65,17 @@ def test_check_tiny_kubric(tmp_path):
     out = _run("check", str(tmp_path / "tfds"), "--format", "kubric")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "16x16" in out.stdout and "train" in out.stdout and "validation" in out.stdout
-    # TAP-Vid-Kubric from the same folder: tracks are sampled from the validation videos.
-    out = _run("check", str(tmp_path / "tfds"), "--format", "tapvid_kubric")
-    assert out.returncode == 0, out.stdout + out.stderr
-    assert "points/video" in out.stdout and "occluded" in out.stdout and "bad files: 0" in out.stdout
+
+
+def test_check_tapvid_kubric_samples_tracks(tmp_path, capsys, monkeypatch):
+    """TAP-Vid-Kubric from a movi_e folder: tracks are sampled from the first validation videos."""
+    from gmrw.cli.data import main
+
+    monkeypatch.setenv("COLUMNS", "200")
+    testing.write_tiny_movi_e(tmp_path / "tfds", num_train=1, num_validation=3, num_frames=4, size=(16, 16))
+    capsys.readouterr()
+    assert main(["check", str(tmp_path / "tfds"), "--format", "tapvid_kubric"]) == 0
+    out = capsys.readouterr().out
+    assert "validation" in out and "│ 3 " in out and "│ 2 " in out  # 3 videos, 2 sampled by default
+    assert "points/video" in out and "occluded" in out and "bad files: 0" in out
+    assert main(["check", str(tmp_path / "nothing"), "--format", "tapvid_kubric"]) == 1

@@ -218,6 +218,7 @@ def test_missing_root_fails_with_the_expected_layout(tmp_path):
         KubricPairs(tmp_path / "empty")
 
 
+@pytest.mark.slow
 def test_16bit_layers_decode_after_a_video_was_read(movi_root, tmp_path):
     """decord bundles an old zlib; TensorFlow's PNG decoder must still work after decord is loaded
     (a Kinetics run validating on TAP-Vid-Kubric reads both in one process)."""

@@ -52,7 +52,11 @@ DIFFERENCES = (
     "a projection at infinity (a point on the camera plane) is marked occluded instead of producing "
     "NaN coordinates;",
     "a video with more than max_seg_id segments raises (Kubric's graph fails on it too, less clearly);",
-    "with fewer than two sampled tracks the padding repeats the last one (Kubric's padding needs two).",
+    "with fewer than two sampled tracks the padding repeats the last one (Kubric's padding needs two);",
+    "at a resolution other than the video's, coordinates are scaled with the resized video (Kubric's "
+    "add_tracks resizes the video to train_size but keeps coordinates in input pixels; both are 256 in "
+    "tapnet's evaluation, where nothing changes);",
+    "no random crop and no vertical flip (tapnet's evaluation uses neither; its 'vflip' mode is not offered).",
 )
 
 
