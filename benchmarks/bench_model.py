@@ -28,11 +28,13 @@ import time
 import types
 
 CONFIGS = {
-    "ours-step-fp32": "walk_loss + backward, fp32",
-    "ours-step-bf16": "walk_loss + backward, bf16 autocast",
-    "ref-step-fp32": "reference forward + backward, fp32",
-    "ours-flow": "flow of one pair at 2x size",
-    "ref-flow": "reference flow of one pair at 2x size",
+    "ours-step-fp32": "walk_loss + backward, fp32 (denormals flushed, as gmrw-train runs)",
+    "ours-step-bf16": "walk_loss + backward, bf16 autocast (denormals flushed)",
+    "ref-step-fp32": "reference forward + backward, fp32, as the reference runs",
+    "ref-step-fp32-ftz": "reference forward + backward, fp32, denormals flushed like ours",
+    "ref-step-bf16": "reference forward + backward, bf16 autocast, as the reference runs",
+    "ours-flow": "flow of one pair at 2x size (denormals flushed)",
+    "ref-flow": "reference flow of one pair at 2x size, as the reference runs",
 }
 
 
@@ -119,6 +121,10 @@ def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
 
     from gmrw.models import GMRW
 
+    if config.startswith("ours") or config.endswith("-ftz"):
+        from gmrw.models import flush_denormals
+
+        flush_denormals(True)
     torch.manual_seed(0)
     ours = GMRW()
     model = ours
@@ -128,7 +134,7 @@ def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
     frames, affine = inputs(size)
     autocast = (
         (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
-        if config.endswith("bf16")
+        if "bf16" in config
         else contextlib.nullcontext
     )
 
@@ -204,23 +210,26 @@ def run_config(config: str, args) -> dict:
 def table(results: dict[str, dict], size: int) -> str:
     mib = 1024**2
     ref_step = results.get("ref-step-fp32")
+    ref_step_ftz = results.get("ref-step-fp32-ftz")
     ref_flow = results.get("ref-flow")
     lines = [
         f"GMRW benchmark: training step at {size}x{size} (batch 1, smoothness on), flow at "
         f"{2 * size}x{2 * size} input; {next(iter(results.values()))['threads']} threads",
         f"{'config':<16} {'time s':>8} {'GFLOP':>8} {'GFLOP/s':>8} {'peak RSS MiB':>13} "
-        f"{'step peak MiB':>14} {'speedup':>8} {'mem ratio':>10}",
+        f"{'step peak MiB':>14} {'speedup':>8} {'vs ftz':>7} {'mem ratio':>10}",
     ]
     for name, r in results.items():
         step_peak = r["peak_rss"] - r["baseline_rss"]
         base = ref_step if "step" in name else ref_flow
-        speed = mem = ""
+        speed = mem = speed_ftz = ""
         if base is not None:
             speed = f"{base['time'] / r['time']:.2f}x"
             mem = f"{step_peak / max(1, base['peak_rss'] - base['baseline_rss']):.3f}"
+        if ref_step_ftz is not None and "step" in name:
+            speed_ftz = f"{ref_step_ftz['time'] / r['time']:.2f}x"
         lines.append(
             f"{name:<16} {r['time']:>8.3f} {r['gflop']:>8.1f} {r['gflop'] / r['time']:>8.1f} "
-            f"{r['peak_rss'] / mib:>13.0f} {step_peak / mib:>14.0f} {speed:>8} {mem:>10}"
+            f"{r['peak_rss'] / mib:>13.0f} {step_peak / mib:>14.0f} {speed:>8} {speed_ftz:>7} {mem:>10}"
         )
     if "ours-step-bf16" in results and "ours-step-fp32" in results:
         a, b = results["ours-step-bf16"]["value"], results["ours-step-fp32"]["value"]
@@ -228,7 +237,10 @@ def table(results: dict[str, dict], size: int) -> str:
     if ref_step is not None and "ours-step-fp32" in results:
         a, b = results["ours-step-fp32"]["value"], ref_step["value"]
         lines.append(f"loss ours {a:.5f}, reference {b:.5f} (same weights and inputs)")
-    lines.append("time: median of the timed repeats; mem ratio: step peak / the reference's")
+    lines.append(
+        "time: median of the timed repeats; speedup: vs the reference as it runs (fp32, or its flow); "
+        "vs ftz: vs the reference with denormals flushed too; mem ratio: step peak / the reference's"
+    )
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gmrw.models import GMRW
+from gmrw.models import GMRW, flush_denormals
 
 # Biases of the 1x1 shortcut convs feed an InstanceNorm without affine, which removes any
 # per-channel constant: their gradient is analytically zero and both sides hold rounding
@@ -41,7 +41,7 @@ def test_state_dict_keys_are_the_references(fixtures_dir):
     assert all(ours[k].shape == v.shape for k, v in reference.items())
 
 
-def test_transition_matches_reference(reference_model, transition_data):
+def test_transition_matches_reference(reference_model, transition_data, denormal_mode):
     with torch.no_grad():
         probs = reference_model.transition(transition_data["img1"], transition_data["img2"])
     assert probs.shape == (2, 256, 256)
@@ -76,7 +76,15 @@ def test_flow_size_argument_rescales(reference_model, transition_data):
     torch.testing.assert_close(small[0, :, -1, -1], cells[0, :, -1, -1] * torch.tensor([3.0, 2.0]))
 
 
-def test_walk_loss_values_and_gradients_match_reference(fixtures_dir):
+@pytest.fixture(params=[False, True], ids=["denormals", "flushed"])
+def denormal_mode(request):
+    """Run a test with and without flushing denormals (what gmrw's CPU entry points turn on)."""
+    flush_denormals(request.param)
+    yield request.param
+    flush_denormals(False)
+
+
+def test_walk_loss_values_and_gradients_match_reference(fixtures_dir, denormal_mode):
     data = torch.load(fixtures_dir / "walk_loss.pt")
     model = GMRW()
     model.load_state_dict(torch.load(fixtures_dir / "model.pt")["state_dict"], strict=True)

@@ -10,7 +10,7 @@ import torch
 import gmrw.models.matching as matching
 from gmrw.models import GMRW
 from gmrw.models.position import add_window_position, sine_position_code
-from gmrw.models.transformer import shifted_window_mask, window_attention
+from gmrw.models.transformer import window_attention, window_layout
 from gmrw.models.windows import merge_windows, split_windows
 
 
@@ -34,17 +34,19 @@ def test_split_merge_roundtrip(channel_last):
 
 
 @pytest.mark.parametrize("shift", [False, True])
-def test_window_attention_equals_masked_dense_attention(shift):
+@pytest.mark.parametrize("h,w,k", [(8, 8, 2), (12, 6, 3), (6, 10, 2)])
+def test_window_attention_equals_masked_dense_attention(shift, h, w, k):
     """Dense attention over the whole map, allowed only within a window (and, when shifted,
-    within one region of the rolled map; other regions get -100 like the paper)."""
-    b, h, w, c, k = 2, 8, 8, 4, 2
+    -100 between different regions of the rolled map, like the paper's mask)."""
+    b, c = 2, 4
+    wh, ww = h // k, w // k
+    sh, sw = wh // 2, ww // 2
     q, kk, v = (torch.randn(b, h * w, c, dtype=torch.float64) for _ in range(3))
     ys, xs = torch.meshgrid(torch.arange(h), torch.arange(w), indexing="ij")
     if shift:  # position in the rolled map (rolled by -half a window)
-        ys, xs = (ys - h // 4) % h, (xs - w // 4) % w
-    window = (ys // (h // k)) * k + xs // (w // k)
-    region = (ys >= h - h // 2).long() + (ys >= h - h // 4) * 1
-    region = region * 3 + (xs >= w - w // 2).long() + (xs >= w - w // 4)
+        ys, xs = (ys - sh) % h, (xs - sw) % w
+    window = (ys // wh) * k + xs // ww
+    region = ((ys >= h - wh).long() + (ys >= h - sh)) * 3 + (xs >= w - ww).long() + (xs >= w - sw)
     window, region = window.flatten(), region.flatten()
     bias = torch.full((h * w, h * w), float("-inf"), dtype=torch.float64)
     same_window = window[:, None] == window[None, :]
@@ -52,8 +54,13 @@ def test_window_attention_equals_masked_dense_attention(shift):
     if shift:
         bias[same_window & (region[:, None] != region[None, :])] = -100.0
     expected = torch.softmax(q @ kk.transpose(1, 2) / math.sqrt(c) + bias, -1) @ v
-    mask = shifted_window_mask(h, w, k).double() if shift else None
-    torch.testing.assert_close(window_attention(q, kk, v, h, w, k, mask), expected)
+    layout = window_layout(h, w, k, shift)
+    order = layout.order
+    assert sorted(order.tolist()) == list(range(h * w))
+    out = window_attention(q[:, order], kk[:, order], v[:, order], layout.groups)
+    torch.testing.assert_close(out[:, torch.argsort(order)], expected)
+    if shift and (h, w, k) == (8, 8, 2):  # bottom-right window: four quadrants; neighbours: halves
+        assert layout.groups == ((1, 16), (4, 8), (4, 4))
 
 
 def test_position_code_is_the_same_in_every_window():
@@ -177,3 +184,44 @@ def test_weighted_argmax_window_is_strict():
     torch.testing.assert_close(kept, torch.tensor([[[1.0, 0.0, 0.0]]]))
     kept = matching.window_around_argmax(probs, coords, 1.01)
     torch.testing.assert_close(kept, torch.tensor([[[0.625, 0.375, 0.0]]]))
+
+
+def test_feed_forward_gradients_equal_autograd():
+    """The memory-lean FFN (recomputes its hidden layer in backward) is exact in float64."""
+    from gmrw.models.transformer import feed_forward
+
+    g = torch.Generator().manual_seed(0)
+    x, w1, w2 = (torch.randn(*shape, generator=g, dtype=torch.float64) for shape in ((2, 5, 6), (12, 6), (3, 12)))
+    ours = [t.clone().requires_grad_() for t in (x, w1, w2)]
+    plain = [t.clone().requires_grad_() for t in (x, w1, w2)]
+    out = feed_forward(*ours)
+    expected = torch.nn.functional.linear(torch.nn.functional.gelu(plain[0] @ plain[1].t()), plain[2])
+    torch.testing.assert_close(out, expected)
+    weight = torch.randn(out.shape, generator=g, dtype=torch.float64)
+    (out * weight).sum().backward()
+    (expected * weight).sum().backward()
+    for mine, theirs in zip(ours, plain):
+        torch.testing.assert_close(mine.grad, theirs.grad)
+
+
+def test_feed_forward_under_bf16_autocast_keeps_weight_grads_float32():
+    from gmrw.models.transformer import feed_forward
+
+    x = torch.randn(4, 8, requires_grad=True)
+    w1 = torch.randn(16, 8, requires_grad=True)
+    w2 = torch.randn(8, 16, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = feed_forward(x, w1, w2)
+        expected = torch.nn.functional.linear(torch.nn.functional.gelu(torch.nn.functional.linear(x, w1)), w2)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, expected)
+    out.float().sum().backward()
+    assert w1.grad.dtype == w2.grad.dtype == x.grad.dtype == torch.float32
+    reference = [t.detach().clone().requires_grad_() for t in (x, w1, w2)]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        plain = torch.nn.functional.linear(
+            torch.nn.functional.gelu(torch.nn.functional.linear(reference[0], reference[1])), reference[2]
+        )
+    plain.float().sum().backward()
+    for mine, theirs in zip((x, w1, w2), reference):
+        torch.testing.assert_close(mine.grad, theirs.grad, rtol=2e-2, atol=2e-2)

@@ -163,8 +163,10 @@ class GMRW(nn.Module):
         src, dst = self.refine(torch.cat((e1, e2)), torch.cat((e2, e3)))
         h, w = src.shape[-2:]
         window = self.window if self.flow_method == "weighted_argmax" else None
-        a = transition_from_features(src, dst, self.temperature, window)  # (2B, N, N)
-        a1, a2 = a[:b], a[b:]
+        # One transition per hop rather than slices of one (2B, N, N) tensor: a slice's gradient
+        # is a zero-filled copy of the whole tensor, 128 MiB per hop at 256x256.
+        a1 = transition_from_features(src[:b], dst[:b], self.temperature, window)  # (B, N, N)
+        a2 = transition_from_features(src[b:], dst[b:], self.temperature, window)
 
         labels, mask = affine_labels(affine_b2f, h, w)
         cycle = cycle_loss(a1, a2, labels, mask)
@@ -172,7 +174,8 @@ class GMRW(nn.Module):
 
         smooth = torch.zeros((), device=frames.device)
         if self.smoothness_loss:
-            flows = resize_flow(flow_from_transition(a, h, w), (height, width))
+            flows = torch.cat([flow_from_transition(a, h, w) for a in (a1, a2)])
+            flows = resize_flow(flows, (height, width))
             images = torch.cat((f1, f2)).float() * (2.0 / 255.0) - 1.0
             smooth = edge_aware_smoothness(flows, images, self.smoothness_edge_constant)
         return {

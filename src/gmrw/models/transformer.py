@@ -1,21 +1,34 @@
 """Feature transformer: self-attention, then cross-attention + FFN, in (shifted) windows.
 
-Attention runs through ``F.scaled_dot_product_attention`` so the window score matrices are
-never kept for backward (the CPU/GPU fused kernels recompute them), and the shifted-window
-mask is passed as an additive float mask (-100 between different regions, as the paper's
-model does rather than -inf).
+Tokens travel through the layers in a *window-major* layout: the tokens of one attention block
+after another. Every operation but attention acts on each token alone, so a layer runs entirely
+in that layout; switching between the plain and the shifted layout costs one gather per layer,
+instead of rolling, splitting and merging q, k, v and the output of every attention (measured:
+those copies were ~15 % of a 256x256 training step on the CPU).
+
+Shifted windows. The paper's model (after Swin) rolls the map by half a window and adds -100 to
+the attention between pixels of a window that come from different regions of the unrolled map.
+Each window of the rolled map is then a set of rectangles (1, 2 or 4 of them) whose pixels only
+attend to their own rectangle: a masked term weighs e^-100 relative to the row's other terms,
+far below float32's resolution, as long as no masked logit exceeds the row's largest unmasked
+one by ~80 (logit gaps in these models are tens at most). So we attend within each rectangle,
+batching rectangles of equal size, with no mask at all: the dense (K², L, L) mask would be
+256 MiB per layer at 512x512 and 4 GiB at 1024x1024 (TAP-Vid DAVIS upsampled x4).
+
+Attention runs through ``F.scaled_dot_product_attention``, so no score matrix is kept for
+backward (the fused CPU/GPU kernels recompute them).
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from gmrw.models.windows import merge_windows, split_windows
-
-SHIFT_MASK_VALUE = -100.0
+from gmrw.models.windows import split_windows
 
 
 class LayerNorm32(nn.LayerNorm):
@@ -25,58 +38,121 @@ class LayerNorm32(nn.LayerNorm):
         return super().forward(x.float()).to(x.dtype)
 
 
-def shifted_window_mask(h: int, w: int, num_splits: int, device=None) -> torch.Tensor:
-    """(K*K, L, L) additive mask, L = (h/K)*(w/K), for windows of a map rolled by half a window.
+@dataclass(frozen=True)
+class WindowLayout:
+    """Where each token sits while a layer runs, and which tokens attend to each other.
 
-    After the roll, a window at the border holds pixels from up to 4 regions that were not
-    neighbours in the image; attention between different regions gets -100.
+    ``order[j]`` (int64, length h*w) is the row-major image position of the token in slot ``j``.
+    The slots form consecutive ``groups`` of ``(count, length)``: ``count`` blocks of ``length``
+    tokens, each block attending only within itself. Inside a group the blocks are interleaved
+    (slot ``i * count + m`` is token ``i`` of block ``m``): that is the (batch, length, heads,
+    channels) layout the fused attention kernels work in, so handing them the blocks as heads
+    needs no copies in either direction.
     """
-    wh, ww = h // num_splits, w // num_splits
-    sh, sw = wh // 2, ww // 2
-    row = torch.zeros(h, dtype=torch.long, device=device)
-    row[h - wh :] = 1
-    row[h - sh :] = 2
-    col = torch.zeros(w, dtype=torch.long, device=device)
-    col[w - ww :] = 1
-    col[w - sw :] = 2
-    region = (row[:, None] * 3 + col[None, :])[None, :, :, None]  # (1,h,w,1)
-    region = split_windows(region, num_splits, channel_last=True).reshape(-1, wh * ww)
-    differs = region[:, :, None] != region[:, None, :]
-    return torch.zeros(differs.shape, device=device).masked_fill(differs, SHIFT_MASK_VALUE)
+
+    order: torch.Tensor
+    groups: tuple[tuple[int, int], ...]
+
+
+def _shift(h: int, w: int, num_splits: int) -> tuple[int, int]:
+    """Half a window: how far shifted layers roll the map (towards the top left)."""
+    return (h // num_splits) // 2, (w // num_splits) // 2
+
+
+def window_layout(h: int, w: int, num_splits: int, shifted: bool, device=None) -> WindowLayout:
+    """The layout of plain K x K windows, or of the shifted windows' rectangles (module docstring)."""
+    index = torch.arange(h * w, device=device).reshape(1, h, w, 1)
+    windows = split_windows(index, num_splits, channel_last=True)  # also checks h, w
+    window = (h // num_splits, w // num_splits)
+    if not shifted or num_splits == 1:
+        order = windows.reshape(num_splits * num_splits, -1).t().reshape(-1)
+        return WindowLayout(order, ((num_splits * num_splits, window[0] * window[1]),))
+    sh, sw = _shift(h, w, num_splits)
+    rolled = torch.roll(index[0, :, :, 0], shifts=(-sh, -sw), dims=(0, 1))
+
+    def ranges(size: int, win: int, half: int) -> list[tuple[int, int]]:
+        # windows but the last one whole; the last one holds two regions of the unrolled map
+        spans = [(i * win, (i + 1) * win) for i in range(num_splits - 1)]
+        return spans + [(size - win, size - half), (size - half, size)]
+
+    blocks: dict[int, list[torch.Tensor]] = {}
+    for r0, r1 in ranges(h, window[0], sh):
+        for c0, c1 in ranges(w, window[1], sw):
+            if r1 > r0 and c1 > c0:
+                blocks.setdefault((r1 - r0) * (c1 - c0), []).append(rolled[r0:r1, c0:c1].reshape(-1))
+    sizes = sorted(blocks, reverse=True)
+    order = torch.cat([torch.stack(blocks[size], dim=1).reshape(-1) for size in sizes])
+    return WindowLayout(order, tuple((len(blocks[size]), size) for size in sizes))
 
 
 def window_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    h: int,
-    w: int,
-    num_splits: int,
-    shift_mask: torch.Tensor | None = None,
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, groups: tuple[tuple[int, int], ...]
 ) -> torch.Tensor:
-    """Single-head attention inside KxK windows. q,k,v (B,h*w,C) → (B,h*w,C).
-
-    With ``shift_mask`` (from :func:`shifted_window_mask`) the map is rolled by half a window
-    first and rolled back after, so windows straddle the previous layer's window borders.
-    """
+    """Single-head attention within blocks. q, k, v (B, N, C) in a :class:`WindowLayout`'s order,
+    ``groups`` its blocks → (B, N, C), same order."""
     b, _, c = q.shape
-    kk = num_splits * num_splits
-    shift = (-(h // num_splits // 2), -(w // num_splits // 2))
+    sizes = [count * length for count, length in groups]
+    # split (not slicing): its backward is one concatenation, where each slice's backward
+    # would fill a whole zero tensor of q's size
+    parts = zip(groups, q.split(sizes, dim=1), k.split(sizes, dim=1), v.split(sizes, dim=1))
+    out = [
+        F.scaled_dot_product_attention(*(t.reshape(b, length, count, c).transpose(1, 2) for t in qkv))
+        .transpose(1, 2)
+        .reshape(b, -1, c)
+        for (count, length), *qkv in parts
+    ]
+    return out[0] if len(out) == 1 else torch.cat(out, dim=1)
 
-    def to_windows(x: torch.Tensor) -> torch.Tensor:  # (B,L,C) → (B,K*K,L/K²,C)
-        x = x.reshape(b, h, w, c)
-        if shift_mask is not None:
-            x = torch.roll(x, shifts=shift, dims=(1, 2))
-        return split_windows(x, num_splits, channel_last=True).reshape(b, kk, -1, c)
 
-    mask = None if shift_mask is None else shift_mask.to(q.dtype)
-    out = F.scaled_dot_product_attention(to_windows(q), to_windows(k), to_windows(v), mask)
-    out = merge_windows(
-        out.reshape(b * kk, h // num_splits, w // num_splits, c), num_splits, channel_last=True
-    )
-    if shift_mask is not None:
-        out = torch.roll(out, shifts=(-shift[0], -shift[1]), dims=(1, 2))
-    return out.reshape(b, h * w, c)
+_FFN_CHUNK_ELEMENTS = 1 << 22  # hidden activations per inference chunk (16 MiB in float32)
+
+
+class _FeedForward(torch.autograd.Function):
+    """``linear(gelu(linear(x, w1)), w2)`` that keeps only its input for backward.
+
+    The FFN's hidden layer is 8x the model's width, so autograd would keep its two largest
+    activations, the pre-activation and the GELU output (64 MiB each per layer for a 256x256
+    step, 768 MiB over six layers). Recomputing them from the input in backward costs one extra
+    matmul per layer (about 4 % of a training step's FLOPs) and keeps memory within half of the
+    reference's. Under autocast the matmuls run in the dtype the forward used, and weight
+    gradients come back in the weights' dtype, as autocast's own casts would give.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+        hidden = F.linear(x, w1)
+        ctx.save_for_backward(x, w1, w2)
+        ctx.compute_dtype = hidden.dtype
+        return F.linear(F.gelu(hidden), w2)
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        x, w1, w2 = ctx.saved_tensors
+        dtype = ctx.compute_dtype
+        x, w1_c, w2_c = x.to(dtype), w1.to(dtype), w2.to(dtype)
+        hidden = F.linear(x, w1_c)
+        activation = F.gelu(hidden)
+        grad_out = grad_out.to(dtype).flatten(0, -2)
+        grad_w2 = grad_out.t() @ activation.flatten(0, -2)
+        del activation
+        grad_hidden = torch.ops.aten.gelu_backward(grad_out @ w2_c, hidden.flatten(0, -2))
+        del hidden
+        grad_w1 = grad_hidden.t() @ x.flatten(0, -2)
+        grad_x = (grad_hidden @ w1_c).reshape(x.shape)
+        return grad_x, grad_w1.to(w1.dtype), grad_w2.to(w2.dtype)
+
+
+def feed_forward(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """(..., D) → (..., w2.shape[0]): ``linear(gelu(linear(x, w1)), w2)``, recomputing its hidden
+    layer in backward instead of storing it."""
+    if torch.is_grad_enabled() and any(t.requires_grad for t in (x, w1, w2)):
+        return _FeedForward.apply(x, w1, w2)
+    # Inference: a few thousand tokens at a time, so the 8x-wide hidden layer stays small
+    # (256 MiB for two 128x128 maps in one go; 16 MiB per chunk).
+    rows = x.reshape(-1, x.shape[-1])
+    step = max(1, _FFN_CHUNK_ELEMENTS // w1.shape[0])
+    out = torch.cat([F.linear(F.gelu(F.linear(part, w1)), w2) for part in rows.split(step)])
+    return out.reshape(*x.shape[:-1], w2.shape[0])
 
 
 class TransformerLayer(nn.Module):
@@ -101,23 +177,21 @@ class TransformerLayer(nn.Module):
             self.norm2 = LayerNorm32(d_model)
 
     def forward(
-        self,
-        source: torch.Tensor,
-        target: torch.Tensor,
-        h: int,
-        w: int,
-        num_splits: int,
-        shift_mask: torch.Tensor | None,
+        self, source: torch.Tensor, target: torch.Tensor, groups: tuple[tuple[int, int], ...]
     ) -> torch.Tensor:
-        """source, target (B,h*w,C) → (B,h*w,C)."""
-        q, k, v = self.q_proj(source), self.k_proj(target), self.v_proj(target)
-        if num_splits > 1:
-            message = window_attention(q, k, v, h, w, num_splits, shift_mask)
+        """source, target (B, N, C) in a window layout with attention ``groups`` → (B, N, C)."""
+        if source is target:  # self-attention: one projection matmul for q, k and v
+            weight = torch.cat((self.q_proj.weight, self.k_proj.weight, self.v_proj.weight))
+            q, k, v = F.linear(source, weight).chunk(3, dim=-1)
         else:
-            message = F.scaled_dot_product_attention(q, k, v)
+            q = self.q_proj(source)
+            k, v = F.linear(target, torch.cat((self.k_proj.weight, self.v_proj.weight))).chunk(2, dim=-1)
+        message = window_attention(q, k, v, groups)
         message = self.norm1(self.merge(message))
         if not self.no_ffn:
-            message = self.norm2(self.mlp(torch.cat([source, message], dim=-1)))
+            # self.mlp is (Linear, GELU, Linear), kept as modules for the checkpoint key names
+            ffn_input = torch.cat([source, message], dim=-1)
+            message = self.norm2(feed_forward(ffn_input, self.mlp[0].weight, self.mlp[2].weight))
         return source + message
 
 
@@ -130,10 +204,13 @@ class TransformerBlock(nn.Module):
         self.self_attn = TransformerLayer(d_model, ffn_dim_expansion, no_ffn=True)
         self.cross_attn_ffn = TransformerLayer(d_model, ffn_dim_expansion)
 
-    def forward(self, source, target, h, w, num_splits, shift_mask):
-        mask = shift_mask if self.with_shift else None
-        source = self.self_attn(source, source, h, w, num_splits, mask)
-        return self.cross_attn_ffn(source, target, h, w, num_splits, mask)
+    def forward(self, source: torch.Tensor, groups: tuple[tuple[int, int], ...]) -> torch.Tensor:
+        """source (2B, N, C): both maps of B pairs stacked, [maps 0; maps 1], in this block's
+        window order (shifted or not). Cross-attention looks at the *block's input* of the other
+        map (as GMFlow), not at its self-attended version."""
+        target = torch.cat(source.chunk(2, dim=0)[::-1], dim=0)
+        source = self.self_attn(source, source, groups)
+        return self.cross_attn_ffn(source, target, groups)
 
 
 class FeatureTransformer(nn.Module):
@@ -169,22 +246,30 @@ class FeatureTransformer(nn.Module):
         b, c, h, w = feature0.shape
         if self.attention_type != "swin":
             num_splits = 1
-        shift_mask = None
-        if num_splits > 1:
-            shift_mask = shifted_window_mask(h, w, num_splits, feature0.device)
+        device = feature0.device
+        layouts = [window_layout(h, w, num_splits, shifted, device) for shifted in (False, True)]
         # both directions at once: rows [0, B) attend to their pair's second map, [B, 2B) back
-        tokens0 = feature0.flatten(2).transpose(1, 2)
-        tokens1 = feature1.flatten(2).transpose(1, 2)
-        source = torch.cat((tokens0, tokens1), dim=0)
-        target = torch.cat((tokens1, tokens0), dim=0)
+        tokens = torch.cat((feature0, feature1), dim=0).flatten(2).transpose(1, 2)  # image order
+        current = None  # None: image order; else the layout the tokens are in
         for layer in self.layers:
+            layout = layouts[int(layer.with_shift)]
+            if layout is not current:
+                tokens = tokens.index_select(1, _reorder(current, layout))
+                current = layout
             if self.activation_checkpointing and torch.is_grad_enabled():
-                source = checkpoint(layer, source, target, h, w, num_splits, shift_mask, use_reentrant=False)
+                tokens = checkpoint(layer, tokens, layout.groups, use_reentrant=False)
             else:
-                source = layer(source, target, h, w, num_splits, shift_mask)
-            target = torch.cat(source.chunk(2, dim=0)[::-1], dim=0)
-        out0, out1 = source.chunk(2, dim=0)
-        return (
-            out0.transpose(1, 2).reshape(b, c, h, w),
-            out1.transpose(1, 2).reshape(b, c, h, w),
-        )
+                tokens = layer(tokens, layout.groups)
+        if current is not None:
+            tokens = tokens.index_select(1, _reorder(current, None))
+        out = tokens.transpose(1, 2).reshape(2 * b, c, h, w)
+        return out[:b], out[b:]
+
+
+def _reorder(source: WindowLayout | None, target: WindowLayout | None) -> torch.Tensor:
+    """Gather index taking tokens from layout ``source`` to layout ``target`` (None = image order)."""
+    if target is None:
+        return torch.argsort(source.order)
+    if source is None:
+        return target.order
+    return torch.argsort(source.order)[target.order]
