@@ -80,7 +80,6 @@ class TapVidEvaluation(pl.LightningModule):
             batch["target_points"],
             occluded,
             tracks,
-            video_ids=batch["name"],
         )
         _, t, h, w, _ = batch["video"].shape
         self.videos.append(
@@ -95,9 +94,12 @@ class TapVidEvaluation(pl.LightningModule):
         )
 
     def on_test_epoch_end(self) -> None:
-        from gmrw.metrics import METRIC_NAMES, video_id
+        from gmrw.metrics import METRIC_NAMES
 
-        # One row per video from every rank (a collective call: every rank takes part).
+        # One row per video from every rank (a collective call: every rank takes part). No video
+        # ids are given to the metric, so two videos that happen to share a name both count; the
+        # sampler pads nothing, so there are no duplicates to drop. Rows and the videos' details
+        # are both gathered in rank order, each rank's in the order it tracked them.
         with self.metric.sync_context():
             rows = self.metric.per_video()
         videos = self.videos
@@ -105,10 +107,11 @@ class TapVidEvaluation(pl.LightningModule):
             gathered: list[list[dict]] = [[] for _ in range(torch.distributed.get_world_size())]
             torch.distributed.all_gather_object(gathered, videos)
             videos = [v for part in gathered for v in part]
-        info = {video_id(v["name"]): v for v in videos}
+        if len(videos) != len(rows["id"]):
+            raise RuntimeError(f"gathered {len(rows['id'])} score rows for {len(videos)} videos")
         per_video = []
-        for k, vid in enumerate(rows["id"].tolist()):
-            entry = dict(info.get(vid, {"name": str(vid)}))
+        for k, video in enumerate(videos):
+            entry = dict(video)
             entry.update({name: _number(rows[name][k]) for name in METRIC_NAMES})
             per_video.append(entry)
         per_video.sort(key=lambda r: r["name"])
@@ -295,10 +298,15 @@ def print_report(report: dict, max_rows: int) -> None:
 def evaluate(cfg: DictConfig) -> dict:
     """Run one evaluation from a composed config; returns the report written to metrics.json
     (on global rank 0; other ranks return ``{}``)."""
+    from gmrw.models import flush_denormals
+
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
+    # Global-matching softmaxes produce float32 denormals that x86 CPUs process in slow microcode
+    # (gmrw.models.cpu); GPU kernels are unaffected.
+    flush_denormals(True)
 
     checkpoint = resolve_checkpoint(cfg.model.checkpoint)
     model = load_eval_model(cfg)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gmrw.models import flush_denormals
 from gmrw.tracking import METHODS, MODES, FrameSource, grid_queries, track_source
 
 log = logging.getLogger("gmrw.track")
@@ -275,6 +276,8 @@ def run(args: argparse.Namespace) -> dict:
     if args.method == "weighted_argmax" and args.window is None:
         raise TrackInputError("--method weighted_argmax needs --window (radius in feature cells, e.g. 5)")
     device = pick_device(args.device)
+    # Global-matching softmaxes produce float32 denormals that x86 CPUs process in slow microcode.
+    flush_denormals(True)
     source = DecordFrames(args.video, cache_frames=max(32, 4 * args.pair_batch_size))
     original = source.original_size
     if source.num_frames < 2:
