@@ -215,3 +215,22 @@ def test_ddp_two_ranks_score_every_video_once(tiny, tmp_path):
     report = json.loads(files[0].read_text())
     assert report["settings"]["world_size"] == 2
     _check_report(report, _expected_rows(tiny, "strided"))  # 3 videos over 2 ranks, none twice
+
+
+def test_kubric_tsv_with_a_preset(tiny, tmp_path):
+    """The Kubric presets read the paper's pre-sampled tsv; a preset's settings reach metrics.json."""
+    from gmrw.data.testing import write_kubric_tsv
+
+    tsv = write_kubric_tsv(tiny["root"] / "validation_data.tsv", num_videos=2, num_frames=5, size=32)
+    overrides = [
+        "eval_preset=kubric_kubric_x2",
+        f"data.path={tsv}",
+        "data.resolution=[32,32]",
+        f"model.checkpoint={tiny['checkpoint']}",
+    ]
+    report = evaluate(compose_eval(overrides, tmp_path))
+    assert [row["name"] for row in report["per_video"]] == ["kubric_0", "kubric_1"]
+    assert report["settings"]["dataset"]["format"] == "tapvid_kubric_tsv"
+    assert report["settings"]["tracking"]["upsample_factor"] == 2
+    assert report["settings"]["metrics"]["query_mode"] == "strided"
+    assert all(row["average_jaccard"] is not None for row in report["per_video"])
