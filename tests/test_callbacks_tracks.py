@@ -35,7 +35,9 @@ def _trainer(step=7, loggers=()):
 
 
 def test_video_written_and_logged(tmp_path):
-    import decord
+    from gmrw.data.video_io import import_decord
+
+    decord = import_decord()
 
     torch.manual_seed(0)
     module = SimpleNamespace(
@@ -104,7 +106,9 @@ def test_upscale_moves_tracks_with_pixels():
 @pytest.mark.slow
 def test_short_training_run_writes_track_videos(tmp_path):
     """The default callbacks in a 2-step run that validates once, at step 2."""
-    import decord
+    from gmrw.data.video_io import import_decord
+
+    decord = import_decord()
 
     from gmrw.cli.train import train
     from helpers import compose_train

@@ -44,7 +44,9 @@ def clip(tmp_path_factory) -> dict:
 
 
 def test_console_writes_tracks_and_video(clip, tmp_path):
-    import decord
+    from gmrw.data.video_io import import_decord
+
+    decord = import_decord()
 
     out = tmp_path / "out"
     result = run_console(

@@ -152,3 +152,20 @@ def test_missing_root_and_empty_split_fail_with_the_layout(tmp_path):
         KineticsPairs(tmp_path / "k", "train")
     with pytest.raises(FileNotFoundError, match="does not exist"):
         KineticsPairs(tmp_path / "k", "val")
+
+
+def test_decord_is_only_imported_through_import_decord():
+    """A plain ``import decord`` anywhere breaks TensorFlow's PNG decoder for the whole process
+    (see gmrw.data.video_io.import_decord), so the package and its tests go through the helper."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    offenders = [
+        str(path.relative_to(root))
+        for folder in ("src", "tests", "benchmarks")
+        for path in (root / folder).rglob("*.py")
+        if path.name != "video_io.py"
+        and re.search(r"^\s*(import decord|from decord)", path.read_text(), re.M)
+    ]
+    assert not offenders, f"import decord through gmrw.data.video_io.import_decord in {offenders}"

@@ -68,7 +68,9 @@ def test_points_outside_or_nan_are_skipped():
 
 
 def test_render_and_write_video_roundtrip(tmp_path):
-    import decord
+    from gmrw.data.video_io import import_decord
+
+    decord = import_decord()
 
     frames = [_frame(value=v) for v in (40, 80, 120, 160, 200)]
     tracks = np.tile(np.array([[[32.0, 24.0]]]), (1, 5, 1))
@@ -89,7 +91,9 @@ def test_write_video_leaves_nothing_when_frames_fail(tmp_path):
 
 
 def test_odd_frame_sizes_are_padded(tmp_path):
-    import decord
+    from gmrw.data.video_io import import_decord
+
+    decord = import_decord()
 
     path = write_video(tmp_path / "odd.mp4", [np.zeros((15, 21, 3), np.uint8)] * 2)
     assert decord.VideoReader(str(path))[0].shape == (16, 22, 3)

@@ -53,7 +53,9 @@ class DecordFrames(FrameSource):
     """Frames of a video file decoded on demand with decord and resized to ``size`` (H, W)."""
 
     def __init__(self, path: str | os.PathLike, size: tuple[int, int] | None = None, cache_frames: int = 32):
-        import decord
+        from gmrw.data.video_io import import_decord
+
+        decord = import_decord()
 
         self.path = str(path)
         if not Path(self.path).is_file():
