@@ -133,9 +133,7 @@ def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
         del ours
     frames, affine = inputs(size)
     autocast = (
-        (lambda: torch.autocast("cpu", dtype=torch.bfloat16))
-        if "bf16" in config
-        else contextlib.nullcontext
+        (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if "bf16" in config else contextlib.nullcontext
     )
 
     if "step" in config:

@@ -120,7 +120,9 @@ def test_metric_accumulates_per_video(ref):
         assert float(out[name]) == pytest.approx(value, abs=1e-12), name
     metric.reset()
     metric.update(*_inputs(ref))  # one batch of two videos: same numbers
-    assert float(metric.compute()["average_jaccard"]) == pytest.approx(_means(ref, "strided")["average_jaccard"])
+    assert float(metric.compute()["average_jaccard"]) == pytest.approx(
+        _means(ref, "strided")["average_jaccard"]
+    )
 
 
 def _fake_gather(other: TapVidMetric):
@@ -129,7 +131,9 @@ def _fake_gather(other: TapVidMetric):
     def gather(tensor, group=None):
         mine = tensor
         theirs = other.rows if tensor.dtype == torch.float64 else other.ids
-        theirs = torch.cat(theirs) if isinstance(theirs, list) and theirs else torch.zeros(0, dtype=tensor.dtype)
+        theirs = (
+            torch.cat(theirs) if isinstance(theirs, list) and theirs else torch.zeros(0, dtype=tensor.dtype)
+        )
         return [mine, theirs]
 
     return gather

@@ -191,7 +191,9 @@ def test_feed_forward_gradients_equal_autograd():
     from gmrw.models.transformer import feed_forward
 
     g = torch.Generator().manual_seed(0)
-    x, w1, w2 = (torch.randn(*shape, generator=g, dtype=torch.float64) for shape in ((2, 5, 6), (12, 6), (3, 12)))
+    x, w1, w2 = (
+        torch.randn(*shape, generator=g, dtype=torch.float64) for shape in ((2, 5, 6), (12, 6), (3, 12))
+    )
     ours = [t.clone().requires_grad_() for t in (x, w1, w2)]
     plain = [t.clone().requires_grad_() for t in (x, w1, w2)]
     out = feed_forward(*ours)

@@ -20,9 +20,14 @@ import gmrw.tracking as tracking
 from gmrw.tracking import ModelPairFlows, chained_tracks, direct_tracks, sample_flow, track
 
 CHAINED_KEYS = [
-    "chained/uf1/argmax", "chained/uf1/weighted_sum", "chained/uf1/weighted_argmax@5",
-    "chained/uf1/weighted_argmax@20", "chained/uf2/argmax", "chained/uf2/weighted_sum",
-    "chained/uf2/weighted_argmax@5", "chained/uf2/weighted_argmax@20",
+    "chained/uf1/argmax",
+    "chained/uf1/weighted_sum",
+    "chained/uf1/weighted_argmax@5",
+    "chained/uf1/weighted_argmax@20",
+    "chained/uf2/argmax",
+    "chained/uf2/weighted_sum",
+    "chained/uf2/weighted_argmax@5",
+    "chained/uf2/weighted_argmax@20",
 ]
 
 
@@ -104,7 +109,9 @@ def _check_against_reference(model, ref, key, pair_batch_size=8):
 def _one_step_error(model, ref, key, options) -> float:
     """Largest distance between the reference's position at frame t±1 and its position at t moved
     by our flow (t → t±1, the direction the chain walks from each query frame)."""
-    flows = ModelPairFlows(model, ref["video"], options["upsample_factor"], options["method"], options["window"])
+    flows = ModelPairFlows(
+        model, ref["video"], options["upsample_factor"], options["method"], options["window"]
+    )
     reference = ref["tracks"][key][0]  # (N, T, 2)
     frames = ref["query_points"][0, :, 0].long()
     worst = 0.0
@@ -131,8 +138,17 @@ def test_track_matches_reference(model, ref, key):
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "key",
-    [k for m in ("chained", "direct") for u in (1, 2) for k in
-     (f"{m}/uf{u}/argmax", f"{m}/uf{u}/weighted_sum", f"{m}/uf{u}/weighted_argmax@5", f"{m}/uf{u}/weighted_argmax@20")],
+    [
+        k
+        for m in ("chained", "direct")
+        for u in (1, 2)
+        for k in (
+            f"{m}/uf{u}/argmax",
+            f"{m}/uf{u}/weighted_sum",
+            f"{m}/uf{u}/weighted_argmax@5",
+            f"{m}/uf{u}/weighted_argmax@20",
+        )
+    ],
 )
 def test_track_matches_reference_all_keys(model, ref, key):
     _check_against_reference(model, ref, key)

@@ -56,7 +56,9 @@ def test_short_run_learns_and_writes_summary(tmp_path):
     steps = sorted(cycle)
     first = sum(cycle[s] for s in steps[:8]) / 8
     last = sum(cycle[s] for s in steps[-8:]) / 8
-    assert last < first - 0.05, f"cycle loss did not decrease: first 8 mean {first:.3f}, last 8 mean {last:.3f}"
+    assert last < first - 0.05, (
+        f"cycle loss did not decrease: first 8 mean {first:.3f}, last 8 mean {last:.3f}"
+    )
 
     assert summary["steps"] == 40 and summary["status"] == "finished"
     assert Path(summary["last_checkpoint"]).name == "last.ckpt"
@@ -157,6 +159,8 @@ def test_console_unknown_experiment_lists_choices(tmp_path):
 
 
 def test_console_missing_init_checkpoint_is_explained(tmp_path):
-    result = run_console("gmrw-train", ["experiment=kinetics_finetune", "data.root=/nonexistent"], cwd=tmp_path)
+    result = run_console(
+        "gmrw-train", ["experiment=kinetics_finetune", "data.root=/nonexistent"], cwd=tmp_path
+    )
     assert result.returncode != 0
     assert "model.init_from is required" in result.stderr + result.stdout

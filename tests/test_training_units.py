@@ -65,7 +65,11 @@ def test_run_summary_records_first_and_last(tmp_path):
     trainer = SimpleNamespace(callback_metrics={}, global_step=0, checkpoint_callbacks=[])
     trainer.callback_metrics = {"val/aj": torch.tensor(0.1)}
     summary._record(trainer)
-    trainer.callback_metrics = {"val/aj": torch.tensor(0.3), "train/loss": torch.tensor(2.0), "x": torch.ones(3)}
+    trainer.callback_metrics = {
+        "val/aj": torch.tensor(0.3),
+        "train/loss": torch.tensor(2.0),
+        "x": torch.ones(3),
+    }
     summary._record(trainer)
     trainer.global_step = 7
     summary.write(trainer, status="finished")

@@ -41,7 +41,11 @@ def _instantiate_group(group: DictConfig | None) -> list:
     """Instantiate every entry of a dict-of-configs group (callbacks, loggers)."""
     if not group:
         return []
-    return [hydra.utils.instantiate(entry) for entry in group.values() if entry is not None and "_target_" in entry]
+    return [
+        hydra.utils.instantiate(entry)
+        for entry in group.values()
+        if entry is not None and "_target_" in entry
+    ]
 
 
 def validate_config(cfg: DictConfig) -> None:

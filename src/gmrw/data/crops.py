@@ -83,7 +83,10 @@ class CycleCropper:
         """Resize ``(2, 3, H, W)`` so that it covers img_size1 (aspect kept)."""
         h, w = pair.shape[-2:]
         scale = max(self.size1[0] / h, self.size1[1] / w)
-        new_hw = (max(self.size1[0], math.ceil(h * scale - 1e-6)), max(self.size1[1], math.ceil(w * scale - 1e-6)))
+        new_hw = (
+            max(self.size1[0], math.ceil(h * scale - 1e-6)),
+            max(self.size1[1], math.ceil(w * scale - 1e-6)),
+        )
         if new_hw == (h, w):
             return pair
         return F.interpolate(pair, size=new_hw, mode="bilinear", align_corners=False, antialias=scale < 1)

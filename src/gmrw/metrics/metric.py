@@ -45,7 +45,9 @@ class TapVidMetric(Metric):
         if query_mode not in QUERY_MODES:
             raise ValueError(f"unknown query mode {query_mode!r}; choose one of {list(QUERY_MODES)}")
         if first_mode_rule not in FIRST_MODE_RULES:
-            raise ValueError(f"unknown first_mode_rule {first_mode_rule!r}; choose one of {list(FIRST_MODE_RULES)}")
+            raise ValueError(
+                f"unknown first_mode_rule {first_mode_rule!r}; choose one of {list(FIRST_MODE_RULES)}"
+            )
         self.query_mode = query_mode
         self.first_mode_rule = first_mode_rule
         self.add_state("rows", default=[], dist_reduce_fx="cat")
@@ -61,8 +63,13 @@ class TapVidMetric(Metric):
         video_ids: Sequence[str | int] | torch.Tensor | None = None,
     ) -> None:
         scores = compute_tapvid_metrics(
-            query_points, gt_occluded, gt_tracks, pred_occluded, pred_tracks,
-            self.query_mode, self.first_mode_rule,
+            query_points,
+            gt_occluded,
+            gt_tracks,
+            pred_occluded,
+            pred_tracks,
+            self.query_mode,
+            self.first_mode_rule,
         )
         rows = torch.from_numpy(np.stack([scores[name] for name in METRIC_NAMES], axis=1))
         batch = rows.shape[0]
@@ -93,7 +100,9 @@ class TapVidMetric(Metric):
         # Before sync these are lists; after a DDP sync torchmetrics has concatenated them.
         if isinstance(rows, list):
             if not rows:
-                return torch.zeros(0, len(METRIC_NAMES), dtype=torch.float64), torch.zeros(0, dtype=torch.int64)
+                return torch.zeros(0, len(METRIC_NAMES), dtype=torch.float64), torch.zeros(
+                    0, dtype=torch.int64
+                )
             rows, ids = torch.cat(rows), torch.cat(ids)
         rows, ids = rows.reshape(-1, len(METRIC_NAMES)).cpu(), ids.reshape(-1).cpu()
         keep, seen = [], set()
@@ -112,7 +121,11 @@ class TapVidMetric(Metric):
 
     def compute(self) -> dict[str, torch.Tensor]:
         rows, _ = self._gathered()
-        means = rows.mean(dim=0) if len(rows) else torch.full((len(METRIC_NAMES),), float("nan"), dtype=torch.float64)
+        means = (
+            rows.mean(dim=0)
+            if len(rows)
+            else torch.full((len(METRIC_NAMES),), float("nan"), dtype=torch.float64)
+        )
         out = {name: means[k] for k, name in enumerate(METRIC_NAMES)}
         out["num_videos"] = torch.tensor(float(len(rows)), dtype=torch.float64)
         return out

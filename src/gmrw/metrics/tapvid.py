@@ -54,7 +54,9 @@ def evaluation_mask(
     if query_mode not in QUERY_MODES:
         raise ValueError(f"unknown query mode {query_mode!r}; choose one of {list(QUERY_MODES)}")
     if first_mode_rule not in FIRST_MODE_RULES:
-        raise ValueError(f"unknown first_mode_rule {first_mode_rule!r}; choose one of {list(FIRST_MODE_RULES)}")
+        raise ValueError(
+            f"unknown first_mode_rule {first_mode_rule!r}; choose one of {list(FIRST_MODE_RULES)}"
+        )
     num_frames = gt_occluded.shape[-1]
     frames = np.arange(num_frames)
     query_frame = np.round(query_points[..., 0]).astype(np.int64)[..., None]  # (B, N, 1)
