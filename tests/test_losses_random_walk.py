@@ -86,3 +86,33 @@ def test_shifted_affine_masks_cells_that_leave_the_crop():
     assert torch.equal(grid_mask[:, :6], torch.ones(4, 6))
     assert torch.equal(grid_mask[:, 6:], torch.zeros(4, 2))
     assert torch.equal(labels.reshape(4, 8)[:, :6] % 8, torch.arange(2, 8).expand(4, 6))
+
+
+def test_screened_accuracy_equals_the_float32_argmax_and_checks_near_ties():
+    """The bf16 screen decides clear rows and sends near-ties to an exact float32 row."""
+    import gmrw.losses.random_walk as rw
+
+    g = torch.Generator().manual_seed(4)
+    n = 400
+    a1 = (torch.randn(1, n, n, generator=g) * 4).softmax(-1)
+    a2 = (torch.randn(1, n, n, generator=g) * 4).softmax(-1)
+    # near-ties: rows whose two best columns of P differ by ~1e-4 relative, far inside bf16's error
+    a2[0, :5] *= 0.1
+    a2[0, :5, 0] = 0.45
+    a2[0, :5, 1] = 0.45 * (1 + 1e-4)
+    a1[0, :50] = 0.0
+    a1[0, :50, :5] = 0.2
+    exact = (a1 @ a2).argmax(-1)
+    labels = exact.clone()
+    labels[:, ::3] = (labels[:, ::3] + 7) % n  # every third row wrong
+    labels[:, :50:2] = 0  # near-tie rows labelled with the runner-up (column 0 vs 1): misses
+    labels[:, 1:50:2] = 1  # ... and with the winner: hits
+    mask = torch.ones(1, n)
+    acc, _ = walk_accuracy(a1, a2, labels, mask)
+    expected = (exact == labels).float().sum()
+    assert math.isclose(acc.item(), 100 * expected.item() / (n + 1e-5), rel_tol=1e-6)
+    hits, checked = rw._screened_hits(
+        a1[0], a2[0], a2[0].bfloat16(), labels[0], (a1 @ a2)[0].gather(1, labels.t()).flatten()
+    )
+    assert hits.item() == expected.item()
+    assert 50 <= checked < n // 2, "near-ties must be checked exactly, clear rows must not"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gmrw.losses.random_walk import affine_labels, cycle_loss, walk_accuracy
+from gmrw.losses.random_walk import affine_labels, masked_nll, walk_accuracy, walk_probability_at
 from gmrw.losses.smoothness import edge_aware_smoothness
 from gmrw.models.backbone import CNNEncoder
 from gmrw.models.matching import (
@@ -169,8 +169,11 @@ class GMRW(nn.Module):
         a2 = transition_from_features(src[b:], dst[b:], self.temperature, window)
 
         labels, mask = affine_labels(affine_b2f, h, w)
-        cycle = cycle_loss(a1, a2, labels, mask)
-        accuracy, rows_sampled = walk_accuracy(a1.detach(), a2.detach(), labels, mask)
+        at_label = walk_probability_at(a1, a2, labels)  # (B, N): P[i, ℓ(i)]
+        cycle = masked_nll(at_label, mask)
+        accuracy, rows_sampled = walk_accuracy(
+            a1.detach(), a2.detach(), labels, mask, at_label=at_label.detach()
+        )
 
         smooth = torch.zeros((), device=frames.device)
         if self.smoothness_loss:
