@@ -170,9 +170,9 @@ def _screened_hits(
     """
     n = a2.shape[0]
     tol = 1.25 * (3 * 2.0**-9 + n * 2.0**-24)  # inputs and output rounded to bf16; fp32 sums
-    approx = (a1_rows.bfloat16() @ a2_low).float()
+    approx = a1_rows.bfloat16() @ a2_low
     approx.scatter_(1, labels[:, None], float("-inf"))
-    rival = approx.max(dim=1).values
+    rival = approx.max(dim=1).values.float()
     sure_hit = rival < at_label * (1 - tol)
     unsure = ~sure_hit & (rival <= at_label * (1 + tol))
     count, checked = sure_hit.sum(), int(unsure.sum())
