@@ -196,6 +196,7 @@ def test_presets_reproduce_the_paper_scripts(preset):
     assert cfg.tracking.mode == "chained" and cfg.tracking.method == "weighted_sum"
     assert cfg.tracking.upsample_factor == factor and cfg.model.checkpoint.endswith(weights)
     assert list(cfg.data.resolution) == [256, 256] and cfg.trainer.precision == "32-true"
+    assert cfg.model.net.pixel_divisor == 1.0  # the paper's script fed 0-255 frames with norm=False
     # Command-line overrides still win over a preset.
     cfg = compose_eval([f"eval_preset={preset}", "tracking.upsample_factor=1", "data.path=x.pkl"])
     assert cfg.tracking.upsample_factor == 1 and cfg.data.path == "x.pkl"

@@ -196,7 +196,7 @@ def test_feed_forward_gradients_equal_autograd():
     )
     ours = [t.clone().requires_grad_() for t in (x, w1, w2)]
     plain = [t.clone().requires_grad_() for t in (x, w1, w2)]
-    out = feed_forward(*ours)
+    out = feed_forward(*ours, recompute=True)
     expected = torch.nn.functional.linear(torch.nn.functional.gelu(plain[0] @ plain[1].t()), plain[2])
     torch.testing.assert_close(out, expected)
     weight = torch.randn(out.shape, generator=g, dtype=torch.float64)
@@ -213,7 +213,7 @@ def test_feed_forward_under_bf16_autocast_keeps_weight_grads_float32():
     w1 = torch.randn(16, 8, requires_grad=True)
     w2 = torch.randn(8, 16, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        out = feed_forward(x, w1, w2)
+        out = feed_forward(x, w1, w2, recompute=True)
         expected = torch.nn.functional.linear(torch.nn.functional.gelu(torch.nn.functional.linear(x, w1)), w2)
     assert out.dtype == torch.bfloat16
     torch.testing.assert_close(out, expected)
@@ -227,3 +227,22 @@ def test_feed_forward_under_bf16_autocast_keeps_weight_grads_float32():
     plain.float().sum().backward()
     for mine, theirs in zip((x, w1, w2), reference):
         torch.testing.assert_close(mine.grad, theirs.grad, rtol=2e-2, atol=2e-2)
+
+
+def test_pixel_divisor_reproduces_the_papers_tapvid_input_scaling():
+    x = images(1)
+    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    torch.testing.assert_close(GMRW().normalize(x), (x / 255 - mean) / std)
+    torch.testing.assert_close(GMRW(pixel_divisor=1.0).normalize(x), (x - mean) / std)
+    with pytest.raises(ValueError):
+        GMRW(pixel_divisor=0)
+
+
+def test_feed_forward_recomputes_only_large_hidden_layers(monkeypatch):
+    import gmrw.models.transformer as transformer
+
+    x, w1, w2 = torch.randn(4, 8, requires_grad=True), torch.randn(16, 8), torch.randn(8, 16)
+    assert "_FeedForward" not in type(transformer.feed_forward(x, w1, w2).grad_fn).__name__
+    monkeypatch.setattr(transformer, "FFN_RECOMPUTE_ELEMENTS", 4 * 16)
+    assert "_FeedForward" in type(transformer.feed_forward(x, w1, w2).grad_fn).__name__

@@ -51,6 +51,7 @@ class GMRW(nn.Module):
         smoothness_loss: bool = True,
         smoothness_edge_constant: float = 150.0,
         activation_checkpointing: bool = False,
+        pixel_divisor: float = 255.0,
     ) -> None:
         super().__init__()
         if flow_method not in FLOW_METHODS:
@@ -66,6 +67,9 @@ class GMRW(nn.Module):
         self.window = window
         self.smoothness_loss = smoothness_loss
         self.smoothness_edge_constant = smoothness_edge_constant
+        if not pixel_divisor > 0:
+            raise ValueError(f"pixel_divisor must be positive, got {pixel_divisor!r}")
+        self.pixel_divisor = float(pixel_divisor)
         self.backbone = CNNEncoder(feature_channels, num_scales)
         self.transformer = FeatureTransformer(
             num_transformer_layers,
@@ -80,9 +84,14 @@ class GMRW(nn.Module):
 
     # ---- features -------------------------------------------------------------------------
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        """(..., 3, H, W) in [0, 255] → ImageNet-normalised float32."""
+        """(..., 3, H, W) in [0, 255] → ImageNet-normalised float32: ``(x / pixel_divisor - mean) / std``.
+
+        ``pixel_divisor`` is 255 (what the paper's training saw). The paper's TAP-Vid script fed
+        0-255 frames without dividing (its ``norm=False``); ``pixel_divisor=1`` reproduces that
+        evaluation exactly (the eval presets do), the backbone's instance norm absorbing most of it.
+        """
         # same operation order as the paper (divide, then standardise) for bitwise-close parity
-        return (images.float() / 255.0 - self.pixel_mean) / self.pixel_std
+        return (images.float() / self.pixel_divisor - self.pixel_mean) / self.pixel_std
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(n,3,H,W) [0,255] → (n,C,H/4,W/4) backbone features with the window position code.

@@ -105,6 +105,7 @@ def window_attention(
 
 
 _FFN_CHUNK_ELEMENTS = 1 << 22  # hidden activations per inference chunk (16 MiB in float32)
+FFN_RECOMPUTE_ELEMENTS = 1 << 24  # hidden activations from which training recomputes them (64 MiB fp32)
 
 
 class _FeedForward(torch.autograd.Function):
@@ -142,11 +143,23 @@ class _FeedForward(torch.autograd.Function):
         return grad_x, grad_w1.to(w1.dtype), grad_w2.to(w2.dtype)
 
 
-def feed_forward(x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
-    """(..., D) → (..., w2.shape[0]): ``linear(gelu(linear(x, w1)), w2)``, recomputing its hidden
-    layer in backward instead of storing it."""
+def feed_forward(
+    x: torch.Tensor, w1: torch.Tensor, w2: torch.Tensor, recompute: bool | None = None
+) -> torch.Tensor:
+    """(..., D) → (..., w2.shape[0]): ``linear(gelu(linear(x, w1)), w2)``.
+
+    With gradients, ``recompute`` chooses whether the hidden layer is recomputed in backward
+    (:class:`_FeedForward`) or stored by autograd; None decides by size: recompute once the hidden
+    layer reaches :data:`FFN_RECOMPUTE_ELEMENTS` (a 256x256 training step; the paper's 512x512
+    steps and larger), where it is the largest thing a step stores. Smaller steps keep it, as the
+    extra matmul would cost ~10 % of their time for memory nobody needs back.
+    """
     if torch.is_grad_enabled() and any(t.requires_grad for t in (x, w1, w2)):
-        return _FeedForward.apply(x, w1, w2)
+        if recompute is None:
+            recompute = x.shape[:-1].numel() * w1.shape[0] >= FFN_RECOMPUTE_ELEMENTS
+        if recompute:
+            return _FeedForward.apply(x, w1, w2)
+        return F.linear(F.gelu(F.linear(x, w1)), w2)
     # Inference: a few thousand tokens at a time, so the 8x-wide hidden layer stays small
     # (256 MiB for two 128x128 maps in one go; 16 MiB per chunk).
     rows = x.reshape(-1, x.shape[-1])

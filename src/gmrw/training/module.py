@@ -126,7 +126,9 @@ class GMRWLitModule(pl.LightningModule):
             self._val_metric = TapVidMetric(**kwargs).to(self.device)
         return self._val_metric
 
-    def validation_step(self, batch: dict, batch_idx: int) -> None:
+    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+        """Tracks one TAP-Vid example and scores it; returns ``{"tracks" (1, N, T, 2) (x, y) px,
+        "occluded" (1, N, T)}`` so callbacks (the tracks video) can draw them without re-tracking."""
         from gmrw.tracking import track
 
         options = self.validation_options
@@ -142,6 +144,7 @@ class GMRWLitModule(pl.LightningModule):
         self.val_metric.update(
             batch["query_points"], batch["occluded"], batch["target_points"], occluded, tracks
         )
+        return {"tracks": tracks, "occluded": occluded}
 
     def on_validation_epoch_end(self) -> None:
         if self._val_metric is None:
