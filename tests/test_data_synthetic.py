@@ -209,6 +209,6 @@ def test_config_instantiates():
     cfg = OmegaConf.load(config_dir() / "data" / "synthetic.yaml")
     dm = instantiate(cfg, train_length=4, num_val_videos=1)
     assert isinstance(dm, SyntheticDataModule)
-    assert dm.train_dataset.cropper.size2 == (64, 64) and dm.train_dataset.cropper.setting == "setting2"
-    assert dm.val_dataset.frame_size == (64, 64) and dm.val_dataset.query_mode == "first"
-    assert dm.train_dataset[0]["frames"].shape == (4, 3, 64, 64)
+    assert dm.train_set.cropper.size2 == (64, 64) and dm.train_set.cropper.setting == "setting2"
+    assert dm.val_set.frame_size == (64, 64) and dm.val_set.query_mode == "first"
+    assert dm.train_set[0]["frames"].shape == (4, 3, 64, 64)

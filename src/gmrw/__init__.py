@@ -17,13 +17,14 @@ __version__ = "0.1.0"
 _LAZY = {
     "GMRW": ("gmrw.models", "GMRW"),
     "load_model": ("gmrw.models", "load_model"),
+    "flush_denormals": ("gmrw.models", "flush_denormals"),
     "track": ("gmrw.tracking", "track"),
 }
 
-__all__ = ["GMRW", "__version__", "load_model", "track"]
+__all__ = ["GMRW", "__version__", "flush_denormals", "load_model", "track"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gmrw.models import GMRW, load_model
+    from gmrw.models import GMRW, flush_denormals, load_model
     from gmrw.tracking import track
 
 

@@ -21,11 +21,11 @@ from typing import Any
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from gmrw.data.crops import CycleCropper
-from gmrw.data.sampling import split_key, training_loader
-from gmrw.data.tapvid import build_tapvid_dataset, tapvid_loader
+from gmrw.data.datamodule import ClipDataModule
+from gmrw.data.sampling import split_key
 from gmrw.data.video_io import BadVideoError, SharedSkipList, read_frames, warn_skip
 
 log = logging.getLogger(__name__)
@@ -166,7 +166,7 @@ class SkippedVideosReport(pl.Callback):
             log.info("rank %d: %d unreadable video(s) skipped in this run", trainer.global_rank, len(files))
 
 
-class KineticsDataModule(pl.LightningDataModule):
+class KineticsDataModule(ClipDataModule):
     """Kinetics training clips + an optional TAP-Vid validation set.
 
     Args:
@@ -199,55 +199,25 @@ class KineticsDataModule(pl.LightningDataModule):
         max_retries: int = 20,
         pin_memory: bool = False,
     ):
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed, pin_memory, val)
         self.root = root
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
         self.img_size1, self.img_size2 = _size(img_size1), _size(img_size2)
         self.aug_setting = aug_setting
         self.frame_gap = int(frame_gap)
-        self.seed = int(seed)
         self.split = split
-        self.val_cfg = dict(val) if val is not None else None
         self.max_retries = max_retries
-        self.pin_memory = pin_memory
-        self.train_set: KineticsPairs | None = None
-        self.val_set = None
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None and stage in (None, "fit"):
-            self.train_set = KineticsPairs(
-                self.root,
-                self.split,
-                self.img_size1,
-                self.img_size2,
-                self.aug_setting,
-                self.frame_gap,
-                self.seed,
-                self.max_retries,
-            )
-        if self.val_set is None and self.val_cfg is not None and stage in (None, "fit", "validate"):
-            self.val_set = build_tapvid_dataset(self.val_cfg)
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup("fit")
-        return training_loader(
-            self.train_set,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            seed=self.seed,
-            shuffle=True,
-            trainer=self._trainer_or_none(),
-            pin_memory=self.pin_memory,
+    def build_train_set(self) -> KineticsPairs:
+        return KineticsPairs(
+            self.root,
+            self.split,
+            self.img_size1,
+            self.img_size2,
+            self.aug_setting,
+            self.frame_gap,
+            self.seed,
+            self.max_retries,
         )
-
-    def val_dataloader(self):
-        self.setup("validate")
-        if self.val_set is None:
-            return []
-        trainer = self._trainer_or_none()
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return tapvid_loader(self.val_set, rank, world, num_workers=0)
 
     def skipped_files(self) -> list[str]:
         return self.train_set.skipped_files() if self.train_set is not None else []
@@ -257,7 +227,7 @@ class KineticsDataModule(pl.LightningDataModule):
         any of this rank's loader workers: they all write to the dataset's shared skip list."""
         if stage != "fit" or self.train_set is None:
             return
-        trainer = self._trainer_or_none()
+        trainer = self.trainer_or_none()
         rank = trainer.global_rank if trainer is not None else 0
         files = self.skipped_files()
         if files:
@@ -266,12 +236,6 @@ class KineticsDataModule(pl.LightningDataModule):
             )
         else:
             log.info("rank %d: no unreadable videos met in this run", rank)
-
-    def _trainer_or_none(self):
-        try:
-            return self.trainer
-        except RuntimeError:
-            return None
 
 
 def _size(size) -> tuple[int, int]:

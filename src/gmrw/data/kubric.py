@@ -34,14 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from gmrw.data.crops import CycleCropper
+from gmrw.data.datamodule import ClipDataModule
 from gmrw.data.kinetics import _mix, _size
-from gmrw.data.sampling import split_key, training_loader
-from gmrw.data.tapvid import build_tapvid_dataset, tapvid_loader
+from gmrw.data.sampling import split_key
 from gmrw.data.tf_example import select_features, select_from_bytes
 
 log = logging.getLogger(__name__)
@@ -298,7 +297,7 @@ class KubricPairs(Dataset):
         }
 
 
-class KubricDataModule(pl.LightningDataModule):
+class KubricDataModule(ClipDataModule):
     """MOVi-E training clips + an optional TAP-Vid validation set.
 
     Args:
@@ -330,60 +329,24 @@ class KubricDataModule(pl.LightningDataModule):
         val: dict | None = None,
         pin_memory: bool = False,
     ):
-        super().__init__()
+        super().__init__(batch_size, num_workers, seed, pin_memory, val)
         self.root = root
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
         self.img_size1, self.img_size2 = _size(img_size1), _size(img_size2)
         self.aug_setting = aug_setting
         self.frame_gap = int(frame_gap)
         self.random_frame_skip = bool(random_frame_skip)
         self.max_frame_skip = int(max_frame_skip)
-        self.seed = int(seed)
         self.split = split
-        self.val_cfg = dict(val) if val is not None else None
-        self.pin_memory = pin_memory
-        self.train_set: KubricPairs | None = None
-        self.val_set = None
 
-    def setup(self, stage: str | None = None) -> None:
-        if self.train_set is None and stage in (None, "fit"):
-            self.train_set = KubricPairs(
-                self.root,
-                self.split,
-                self.img_size1,
-                self.img_size2,
-                self.aug_setting,
-                self.frame_gap,
-                self.random_frame_skip,
-                self.max_frame_skip,
-                self.seed,
-            )
-        if self.val_set is None and self.val_cfg is not None and stage in (None, "fit", "validate"):
-            self.val_set = build_tapvid_dataset(self.val_cfg)
-
-    def train_dataloader(self) -> DataLoader:
-        self.setup("fit")
-        return training_loader(
-            self.train_set,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            seed=self.seed,
-            shuffle=True,
-            trainer=self._trainer_or_none(),
-            pin_memory=self.pin_memory,
+    def build_train_set(self) -> KubricPairs:
+        return KubricPairs(
+            self.root,
+            self.split,
+            self.img_size1,
+            self.img_size2,
+            self.aug_setting,
+            self.frame_gap,
+            self.random_frame_skip,
+            self.max_frame_skip,
+            self.seed,
         )
-
-    def val_dataloader(self):
-        self.setup("validate")
-        if self.val_set is None:
-            return []
-        trainer = self._trainer_or_none()
-        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return tapvid_loader(self.val_set, rank, world, num_workers=0)
-
-    def _trainer_or_none(self):
-        try:
-            return self.trainer
-        except RuntimeError:
-            return None

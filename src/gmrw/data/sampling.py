@@ -163,14 +163,3 @@ class RankStridedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(range(self.rank, self.num_items, self.world_size))
-
-
-def evaluation_loader(dataset: Dataset, *, num_workers: int = 0, trainer=None) -> DataLoader:
-    """Batch-size-1 loader of TAP-Vid examples, sharded over ranks without padding."""
-    rank, world_size = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-    return DataLoader(
-        dataset,
-        batch_size=1,
-        sampler=RankStridedSampler(len(dataset), rank, world_size),
-        num_workers=num_workers,
-    )

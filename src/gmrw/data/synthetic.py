@@ -24,13 +24,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import Dataset
 
 from gmrw.data._procedural import Scene, load_textures, render, sample_points, sample_scene, to_uint8
 from gmrw.data.crops import CycleCropper
-from gmrw.data.sampling import evaluation_loader, split_key, training_loader
+from gmrw.data.datamodule import ClipDataModule
+from gmrw.data.sampling import split_key
 
 QUERY_MODES = ("first", "strided")
 # TAP-Vid's strided sampling: a query every 5 frames where the point is visible.
@@ -259,14 +259,12 @@ class SyntheticTapVidDataset(Dataset):
         }
 
 
-class SyntheticDataModule(pl.LightningDataModule):
+class SyntheticDataModule(ClipDataModule):
     """Procedural training clips and TAP-Vid validation videos (the default experiment).
 
-    Training reads a step-indexed stream (:func:`gmrw.data.sampling.training_loader`): exact
-    resume, and each rank takes its own slice, so the trainer's ``use_distributed_sampler`` must be
-    false (our trainer configs set it). Validation is batch-size-1 TAP-Vid examples, sharded over
-    ranks without padding (:func:`gmrw.data.sampling.evaluation_loader`); ``val_query_mode`` should
-    match the module's ``validation.query_mode``. ``val_points`` is the number of tracks per video.
+    Loaders as every training datamodule (:class:`~gmrw.data.datamodule.ClipDataModule`); the
+    validation videos are procedural too. ``val_query_mode`` should match the module's
+    ``validation.query_mode``. ``val_points`` is the number of tracks per video.
     """
 
     def __init__(
@@ -289,12 +287,9 @@ class SyntheticDataModule(pl.LightningDataModule):
         seed: int = 0,
         pin_memory: bool = False,
     ):
-        super().__init__()
-        self.batch_size = int(batch_size)
-        self.num_workers = int(num_workers)
-        self.pin_memory = bool(pin_memory)
-        self.seed = int(seed)
-        self.train_dataset = SyntheticTrainDataset(
+        super().__init__(batch_size, num_workers, seed, pin_memory)
+        # Both sets are cheap descriptions (videos render on access), so they are built at once.
+        self.train_set = SyntheticTrainDataset(
             length=train_length,
             img_size1=img_size1,
             img_size2=img_size2,
@@ -305,7 +300,7 @@ class SyntheticDataModule(pl.LightningDataModule):
             motion_scale=motion_scale,
             seed=seed,
         )
-        self.val_dataset = SyntheticTapVidDataset(
+        self.val_set = SyntheticTapVidDataset(
             num_videos=num_val_videos,
             num_frames=val_num_frames,
             frame_size=val_frame_size,
@@ -319,20 +314,7 @@ class SyntheticDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         # Load the textures before workers fork, so each worker does not read them again.
         load_textures()
-
-    def train_dataloader(self):
-        return training_loader(
-            self.train_dataset,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            seed=self.seed,
-            shuffle=True,
-            trainer=self.trainer,
-            pin_memory=self.pin_memory,
-        )
-
-    def val_dataloader(self):
-        return evaluation_loader(self.val_dataset, num_workers=self.num_workers, trainer=self.trainer)
+        super().setup(stage)
 
 
 # --------------------------------------------------------------------------------- preview

@@ -1,0 +1,79 @@
+"""The part every training datamodule shares: a step-stream training loader and TAP-Vid validation.
+
+Subclasses (synthetic, Kubric, Kinetics) only say how to build their training clips
+(:meth:`ClipDataModule.build_train_set`) and, if not from a ``val`` config, their validation set.
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset
+
+from gmrw.data.sampling import training_loader
+from gmrw.data.tapvid import build_tapvid_dataset, tapvid_loader
+
+
+class ClipDataModule(pl.LightningDataModule):
+    """Training clips (docs/CONTRACTS.md, "Training batch") and optional TAP-Vid validation.
+
+    Training reads :func:`gmrw.data.sampling.training_loader`'s step-indexed stream: exact resume,
+    and each rank takes its own slice, so the trainer's ``use_distributed_sampler`` must be false
+    (our trainer configs set it). Validation serves batch-size-1 TAP-Vid examples, sharded over
+    ranks without padding.
+
+    Args:
+        batch_size, num_workers, pin_memory: of the training loader.
+        seed: base seed of the sample stream.
+        val: ``{format, path, query_mode, resolution, max_videos}`` of a TAP-Vid set, or None.
+    """
+
+    def __init__(
+        self, batch_size: int, num_workers: int, seed: int, pin_memory: bool = False, val: dict | None = None
+    ):
+        super().__init__()
+        self.batch_size = int(batch_size)
+        self.num_workers = int(num_workers)
+        self.seed = int(seed)
+        self.pin_memory = bool(pin_memory)
+        self.val_cfg = dict(val) if val is not None else None
+        self.train_set: Dataset | None = None
+        self.val_set: Dataset | None = None
+
+    def build_train_set(self) -> Dataset:
+        raise NotImplementedError
+
+    def build_val_set(self) -> Dataset | None:
+        return build_tapvid_dataset(self.val_cfg)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.train_set is None and stage in (None, "fit"):
+            self.train_set = self.build_train_set()
+        if self.val_set is None and stage in (None, "fit", "validate"):
+            self.val_set = self.build_val_set()
+
+    def train_dataloader(self) -> DataLoader:
+        self.setup("fit")
+        return training_loader(
+            self.train_set,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            seed=self.seed,
+            shuffle=True,
+            trainer=self.trainer_or_none(),
+            pin_memory=self.pin_memory,
+        )
+
+    def val_dataloader(self) -> DataLoader | list:
+        self.setup("validate")
+        if self.val_set is None:
+            return []
+        trainer = self.trainer_or_none()
+        rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        return tapvid_loader(self.val_set, rank, world, num_workers=0)
+
+    def trainer_or_none(self) -> pl.Trainer | None:
+        """The attached trainer, or None when the datamodule is used on its own."""
+        try:
+            return self.trainer
+        except RuntimeError:
+            return None
