@@ -169,6 +169,20 @@ def check_queries(queries: torch.Tensor, num_frames: int, height: int, width: in
         )
 
 
+def check_options(mode: str, method: str, window: float | None, upsample_factor: float) -> None:
+    """ValueError naming the first tracking option that cannot work."""
+    if mode not in MODES:
+        raise ValueError(f"unknown tracking mode {mode!r}; choose one of {list(MODES)}")
+    if method not in METHODS:
+        raise ValueError(f"unknown flow method {method!r}; choose one of {list(METHODS)}")
+    if method == "weighted_argmax" and window is None:
+        raise ValueError("flow method 'weighted_argmax' needs a window radius (window=...)")
+    if not (
+        isinstance(upsample_factor, (int, float)) and math.isfinite(upsample_factor) and upsample_factor > 0
+    ):
+        raise ValueError(f"upsample_factor must be a positive number, got {upsample_factor!r}")
+
+
 def track(
     model: torch.nn.Module,
     video: torch.Tensor,
@@ -205,16 +219,7 @@ def track(
         tracks (B, N, T, 2) (x, y) pixels float32 and occluded (B, N, T) bool, on ``queries``'
         device.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown tracking mode {mode!r}; choose one of {list(MODES)}")
-    if method not in METHODS:
-        raise ValueError(f"unknown flow method {method!r}; choose one of {list(METHODS)}")
-    if method == "weighted_argmax" and window is None:
-        raise ValueError("flow method 'weighted_argmax' needs a window radius (window=...)")
-    if not (
-        isinstance(upsample_factor, (int, float)) and math.isfinite(upsample_factor) and upsample_factor > 0
-    ):
-        raise ValueError(f"upsample_factor must be a positive number, got {upsample_factor!r}")
+    check_options(mode, method, window, upsample_factor)
     check_video(video)
     b, t, h, w, _ = video.shape
     check_queries(queries, t, h, w, b)

@@ -10,14 +10,13 @@ mode with ``cache_flows``, two (2, H, W) flows per step between the first and la
 
 from __future__ import annotations
 
-import math
 from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
 
-from gmrw.tracking.api import METHODS, MODES, ModelPairFlows, check_queries, count_pairs
+from gmrw.tracking.api import ModelPairFlows, check_options, check_queries, count_pairs
 from gmrw.tracking.core import chained_tracks, direct_tracks
 
 
@@ -121,16 +120,7 @@ def track_source(
     Returns:
         tracks (N, T, 2) (x, y) pixels float32 and occluded (N, T) bool, on the CPU.
     """
-    if mode not in MODES:
-        raise ValueError(f"unknown tracking mode {mode!r}; choose one of {list(MODES)}")
-    if method not in METHODS:
-        raise ValueError(f"unknown flow method {method!r}; choose one of {list(METHODS)}")
-    if method == "weighted_argmax" and window is None:
-        raise ValueError("flow method 'weighted_argmax' needs a window radius (window=...)")
-    if not (
-        isinstance(upsample_factor, (int, float)) and math.isfinite(upsample_factor) and upsample_factor > 0
-    ):
-        raise ValueError(f"upsample_factor must be a positive number, got {upsample_factor!r}")
+    check_options(mode, method, window, upsample_factor)
     t, h, w = source.num_frames, source.height, source.width
     if t < 2:
         raise ValueError(f"video has {t} frame(s); tracking needs at least 2")
