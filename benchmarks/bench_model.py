@@ -20,12 +20,13 @@ import argparse
 import contextlib
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
 import time
 import types
+
+from memory import peak_rss_bytes, rss_bytes
 
 CONFIGS = {
     "ours-step-fp32": "walk_loss + backward, fp32 (denormals flushed, as gmrw-train runs)",
@@ -36,18 +37,6 @@ CONFIGS = {
     "ours-flow": "flow of one pair at 2x size (denormals flushed)",
     "ref-flow": "reference flow of one pair at 2x size, as the reference runs",
 }
-
-
-def rss_bytes() -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    return 0
-
-
-def peak_rss_bytes() -> int:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # KiB on Linux
 
 
 def stub_reference_imports() -> None:

@@ -18,11 +18,12 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """The composed ``train`` config for ``overrides``, with the run directory set to ``output_dir``."""
+def compose_config(config_name: str, overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """The composed ``config_name`` config (``train``, ``eval``) for ``overrides``, with the run
+    directory set to ``output_dir`` as Hydra's launcher would."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
     if output_dir is not None:
         # The composed hydra node is read-only; a test stands in for the launcher that sets it.
         with read_write(cfg), open_dict(cfg):
@@ -33,6 +34,11 @@ def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictC
         with read_write(cfg), open_dict(cfg):
             del cfg["hydra"]
     return cfg
+
+
+def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
+    """The composed ``train`` config (see :func:`compose_config`)."""
+    return compose_config("train", overrides, output_dir)
 
 
 def run_console(script: str, args: list[str], cwd: Path, timeout: float = 600, env: dict | None = None):

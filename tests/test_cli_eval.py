@@ -8,15 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict, read_write
 
 from gmrw.cli.evaluate import ConfigError, evaluate
 from gmrw.data.testing import write_tapvid_pickle
-from gmrw.paths import config_dir
-from helpers import run_console
+from helpers import compose_config, run_console
 
 SMALL_NET = {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2}
 PRESETS = {
@@ -31,17 +26,7 @@ PRESETS = {
 
 def compose_eval(overrides: list[str], output_dir: Path | None = None):
     """The composed ``eval`` config, with the run directory set as Hydra would."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        cfg = compose("eval", overrides=overrides, return_hydra_config=True)
-    if output_dir is not None:
-        with read_write(cfg), open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            cfg.hydra.runtime.output_dir = str(output_dir)
-        HydraConfig.instance().set_config(cfg)
-        with read_write(cfg), open_dict(cfg):
-            del cfg["hydra"]
-    return cfg
+    return compose_config("eval", overrides, output_dir)
 
 
 @pytest.fixture(scope="module")
