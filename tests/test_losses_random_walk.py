@@ -111,8 +111,29 @@ def test_screened_accuracy_equals_the_float32_argmax_and_checks_near_ties():
     acc, _ = walk_accuracy(a1, a2, labels, mask)
     expected = (exact == labels).float().sum()
     assert math.isclose(acc.item(), 100 * expected.item() / (n + 1e-5), rel_tol=1e-6)
-    hits, checked = rw._screened_hits(
-        a1[0], a2[0], a2[0].bfloat16(), labels[0], (a1 @ a2)[0].gather(1, labels.t()).flatten()
-    )
+    at_label = (a1 @ a2)[0].gather(1, labels.t()).flatten()
+    low = (a1[0].bfloat16(), a2[0].bfloat16())
+    hits, checked = rw._screened_hits(a1[0], a2[0], *low, torch.arange(n), labels[0], at_label)
     assert hits.item() == expected.item()
     assert 50 <= checked < n // 2, "near-ties must be checked exactly, clear rows must not"
+
+
+def test_walk_terms_targets_and_gradients_equal_autograd():
+    """The fused node (probability at the labels + each hop's expected target) equals autograd."""
+    from gmrw.losses import walk_terms
+
+    a1, a2 = random_transitions(2, 30, seed=5)
+    labels = torch.randint(0, 30, (2, 30), generator=torch.Generator().manual_seed(5))
+    coords = torch.rand(30, 2, dtype=torch.float64) * 5
+    weights = [torch.randn(2, 30, dtype=torch.float64), torch.randn(2, 30, 2, dtype=torch.float64)]
+    ours = [t.clone().requires_grad_() for t in (a1, a2)]
+    plain = [t.clone().requires_grad_() for t in (a1, a2)]
+    p, t1, t2 = walk_terms(*ours, labels, coords)
+    expected_p = torch.gather(plain[0] @ plain[1], 2, labels[..., None]).squeeze(-1)
+    e1, e2 = plain[0] @ coords, plain[1] @ coords
+    torch.testing.assert_close((p, t1, t2), (expected_p, e1, e2))
+    ((p * weights[0]).sum() + (t1 * weights[1]).sum() + 3 * t2.sum()).backward()
+    ((expected_p * weights[0]).sum() + (e1 * weights[1]).sum() + 3 * e2.sum()).backward()
+    for mine, theirs in zip(ours, plain):
+        torch.testing.assert_close(mine.grad, theirs.grad)
+    assert walk_terms(a1, a2, labels)[1:] == (None, None)

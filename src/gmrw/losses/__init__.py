@@ -6,6 +6,7 @@ from gmrw.losses.random_walk import (
     masked_nll,
     walk_accuracy,
     walk_probability_at,
+    walk_terms,
 )
 from gmrw.losses.smoothness import edge_aware_smoothness
 
@@ -16,4 +17,5 @@ __all__ = [
     "masked_nll",
     "walk_accuracy",
     "walk_probability_at",
+    "walk_terms",
 ]

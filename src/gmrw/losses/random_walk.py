@@ -18,6 +18,7 @@ LOG_EPS = 1e-7
 MASK_EPS = 1e-5
 ACCURACY_MAX_ROWS = 4096
 _CHUNK_ELEMENTS = 1 << 24
+_BLOCK_ELEMENTS = 1 << 22  # entries per row block of the walk probability (16 MiB float32)
 
 
 def affine_labels(affine_b2f: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,52 +44,73 @@ def affine_labels(affine_b2f: torch.Tensor, h: int, w: int) -> tuple[torch.Tenso
     return labels, mask
 
 
-class _WalkProbabilityAt(torch.autograd.Function):
-    """``(A1 @ A2)[b, i, ℓ(i)]`` with hand-written gradients that keep nothing new for backward.
+class _WalkTerms(torch.autograd.Function):
+    """``(A1 @ A2)[b, i, ℓ(i)]`` and, optionally, each hop's expected target ``A @ coords``, with
+    hand-written gradients that keep nothing new for backward.
 
     Autograd on a gather-and-multiply form would store the gathered (B, N, N) columns of A2
     (64 MiB at 4096 cells) and build its gradient with a scatter over every element. Here the
     backward re-gathers what it needs from A1 and A2, which the softmax keeps anyway:
 
-    * dP_i / dA1[i, k] = A2[k, ℓ(i)]  → grad_A1 = g_i · A2ᵀ[ℓ(i)] (rows of A2ᵀ);
-    * dP_i / dA2[k, j] = Σ_{i: ℓ(i)=j} A1[i, k] → grad_A2ᵀ gets the rows g_i · A1[i] added at ℓ(i).
+    * dP_i / dA1[i, k] = A2[k, ℓ(i)]  → grad_A1[i] = g_i · A2[:, ℓ(i)]ᵀ;
+    * dP_i / dA2[k, j] = Σ_{i: ℓ(i)=j} A1[i, k] → column ℓ(i) of grad_A2 gets g_i · A1[i]ᵀ;
+    * the targets (the smoothness loss's flows) add grad_target @ coordsᵀ to the same buffers.
 
-    Both gradients come out contiguous: a transposed one would make autograd's sum with the
-    smoothness gradient a strided pass, 6x slower than a plain add at this size.
+    Computing both terms here means one (B, N, N) gradient per hop instead of one per term and
+    their sum (128 MiB less at the peak of a 256x256 step). Everything runs over blocks of rows,
+    so temporaries stay a few MiB, and the gradients come out contiguous.
     """
 
     @staticmethod
-    def forward(ctx, a1: torch.Tensor, a2: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(a1, a2, labels)
-        return (a1 * _label_rows(a2, labels)).sum(dim=-1)
+    def forward(ctx, a1, a2, labels, coords):
+        ctx.save_for_backward(a1, a2, labels, coords)
+        out = a1.new_empty(labels.shape)
+        for s, rows in _row_blocks(a1):
+            columns = a2[s].index_select(1, labels[s, rows])  # (N, rows): A2[:, ℓ(i)]
+            out[s, rows] = (a1[s, rows] * columns.t()).sum(dim=-1)
+        if coords is None:
+            return out, None, None
+        return out, a1 @ coords, a2 @ coords
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        a1, a2, labels = ctx.saved_tensors
-        grad_a1 = grad_a2 = None
-        if ctx.needs_input_grad[0]:
-            grad_a1 = _label_rows(a2, labels) * grad.unsqueeze(-1)
-        if ctx.needs_input_grad[1]:
-            rows = a1 * grad.unsqueeze(-1)  # (B, N, N): row i is g_i · A1[i]
-            grad_a2 = torch.stack(
-                [
-                    torch.zeros_like(a2[s]).index_add_(0, labels[s], rows[s]).t().contiguous()
-                    for s in range(a2.shape[0])
-                ]
-            )
-        return grad_a1, grad_a2, None
+    def backward(ctx, grad, grad_target1, grad_target2):
+        a1, a2, labels, coords = ctx.saved_tensors
+        grad_a1 = torch.empty_like(a1) if ctx.needs_input_grad[0] else None
+        grad_a2 = torch.zeros_like(a2) if ctx.needs_input_grad[1] else None
+        for s, rows in _row_blocks(a1):
+            g = grad[s, rows].unsqueeze(-1)
+            if grad_a1 is not None:
+                torch.mul(a2[s].index_select(1, labels[s, rows]).t(), g, out=grad_a1[s, rows])
+            if grad_a2 is not None:
+                grad_a2[s].index_add_(1, labels[s, rows], (a1[s, rows] * g).t().contiguous())
+        if grad_a1 is not None and grad_target1 is not None:
+            grad_a1.baddbmm_(grad_target1.to(a1.dtype), coords.t().expand(a1.shape[0], -1, -1))
+        if grad_a2 is not None and grad_target2 is not None:
+            grad_a2.baddbmm_(grad_target2.to(a2.dtype), coords.t().expand(a2.shape[0], -1, -1))
+        return grad_a1, grad_a2, None, None
 
 
-def _label_rows(a2: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """(B, N, N), (B, N) → (B, N, N) whose row i is column ℓ(i) of A2: out[b, i, k] = A2[b, k, ℓ_b(i)].
+def walk_terms(
+    a1: torch.Tensor, a2: torch.Tensor, labels: torch.Tensor, coords: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """The walk's probability at the labels, ``(A1 @ A2)[b, i, labels[b, i]]`` (B, N), and with
+    ``coords`` (N, 2) each hop's expected target cell ``A @ coords`` (B, N, 2) (else None, None),
+    in one autograd node (see :class:`_WalkTerms`). a1, a2 (B, N, N); labels (B, N) int64."""
+    return _WalkTerms.apply(a1, a2, labels, coords)
 
-    A 2-D transpose copy (cache-blocked in torch) then a row gather: contiguous all the way."""
-    return torch.stack([a2[s].t().contiguous().index_select(0, labels[s]) for s in range(a2.shape[0])])
+
+def _row_blocks(a: torch.Tensor):
+    """(sample, row slice) pairs covering (B, N, N) ``a`` in blocks of ~4M entries."""
+    b, n, m = a.shape
+    step = max(1, _BLOCK_ELEMENTS // m)
+    for s in range(b):
+        for i in range(0, n, step):
+            yield s, slice(i, min(i + step, n))
 
 
 def walk_probability_at(a1: torch.Tensor, a2: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``(A1 @ A2)[b, i, labels[b, i]]`` without the product. a1, a2 (B,N,N); labels (B,N) → (B,N)."""
-    return _WalkProbabilityAt.apply(a1, a2, labels)
+    return walk_terms(a1, a2, labels)[0]
 
 
 def masked_nll(at_label: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -138,12 +160,12 @@ def walk_accuracy(
             weight = mask[s].sum() / rows.numel()  # scale the estimate to this sample's mask
         step = max(1, _CHUNK_ELEMENTS // n)
         screen = a1.device.type == "cpu"
-        a2_low = a2[s].bfloat16() if screen else None
+        low = (a1[s].bfloat16(), a2[s].bfloat16()) if screen else None
         count = torch.zeros((), device=a1.device)
         for i in range(0, rows.numel(), step):
             idx = rows[i : i + step]
             if screen:
-                count += _screened_hits(a1[s, idx], a2[s], a2_low, labels[s, idx], at_label[s, idx])[0]
+                count += _screened_hits(a1[s], a2[s], *low, idx, labels[s, idx], at_label[s, idx])[0]
             else:
                 count += ((a1[s, idx] @ a2[s]).argmax(dim=-1) == labels[s, idx]).sum()
         hits = hits + count * weight
@@ -151,14 +173,16 @@ def walk_accuracy(
 
 
 def _screened_hits(
-    a1_rows: torch.Tensor,
+    a1: torch.Tensor,
     a2: torch.Tensor,
+    a1_low: torch.Tensor,
     a2_low: torch.Tensor,
+    rows: torch.Tensor,
     labels: torch.Tensor,
     at_label: torch.Tensor,
 ) -> tuple[torch.Tensor, int]:
-    """How many rows of ``a1_rows @ a2`` have their argmax at ``labels`` (and how many rows needed
-    the exact float32 check); exact, mostly in bf16.
+    """How many ``rows`` of ``a1 @ a2`` (N, N) have their argmax at ``labels`` (and how many rows
+    needed the exact float32 check); exact, mostly in bf16 (``a1_low``, ``a2_low``: bf16 copies).
 
     The whole product in float32 is the costliest part of the accuracy (2N³ FLOPs, ~0.5 s of a
     4096-cell CPU step). A bfloat16 product (4-7x faster on CPUs with bf16 units) decides almost
@@ -170,12 +194,12 @@ def _screened_hits(
     """
     n = a2.shape[0]
     tol = 1.25 * (3 * 2.0**-9 + n * 2.0**-24)  # inputs and output rounded to bf16; fp32 sums
-    approx = a1_rows.bfloat16() @ a2_low
+    approx = a1_low[rows] @ a2_low
     approx.scatter_(1, labels[:, None], float("-inf"))
     rival = approx.max(dim=1).values.float()
     sure_hit = rival < at_label * (1 - tol)
     unsure = ~sure_hit & (rival <= at_label * (1 + tol))
     count, checked = sure_hit.sum(), int(unsure.sum())
     if checked:
-        count = count + ((a1_rows[unsure] @ a2).argmax(dim=-1) == labels[unsure]).sum()
+        count = count + ((a1[rows[unsure]] @ a2).argmax(dim=-1) == labels[unsure]).sum()
     return count, checked

@@ -10,13 +10,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gmrw.losses.random_walk import affine_labels, masked_nll, walk_accuracy, walk_probability_at
+from gmrw.losses.random_walk import affine_labels, masked_nll, walk_accuracy, walk_terms
 from gmrw.losses.smoothness import edge_aware_smoothness
 from gmrw.models.backbone import CNNEncoder
 from gmrw.models.matching import (
     FLOW_METHODS,
+    cell_coords,
     flow_from_features,
-    flow_from_transition,
+    flow_from_targets,
     resize_flow,
     transition_from_features,
 )
@@ -178,7 +179,9 @@ class GMRW(nn.Module):
         a2 = transition_from_features(src[b:], dst[b:], self.temperature, window)
 
         labels, mask = affine_labels(affine_b2f, h, w)
-        at_label = walk_probability_at(a1, a2, labels)  # (B, N): P[i, ℓ(i)]
+        # P[i, ℓ(i)] (B, N) and, for the smoothness loss, each hop's expected target (B, N, 2)
+        coords = cell_coords(h, w, a1.device, a1.dtype) if self.smoothness_loss else None
+        at_label, target1, target2 = walk_terms(a1, a2, labels, coords)
         cycle = masked_nll(at_label, mask)
         accuracy, rows_sampled = walk_accuracy(
             a1.detach(), a2.detach(), labels, mask, at_label=at_label.detach()
@@ -186,7 +189,7 @@ class GMRW(nn.Module):
 
         smooth = torch.zeros((), device=frames.device)
         if self.smoothness_loss:
-            flows = torch.cat([flow_from_transition(a, h, w) for a in (a1, a2)])
+            flows = flow_from_targets(torch.cat((target1, target2)), h, w)  # weighted-sum flows
             flows = resize_flow(flows, (height, width))
             images = torch.cat((f1, f2)).float() * (2.0 / 255.0) - 1.0
             smooth = edge_aware_smoothness(flows, images, self.smoothness_edge_constant)

@@ -96,7 +96,13 @@ def flow_from_transition(
             [_flow_rows(probs[:, i : i + rows], coords, method, window) for i in range(0, n, rows)],
             dim=1,
         )
-    return (target - coords).transpose(1, 2).reshape(b, 2, h, w)
+    return flow_from_targets(target, h, w)
+
+
+def flow_from_targets(target: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Target cells (B, h*w, 2) (x, y) of each source cell (row-major) → (B, 2, h, w) flow in cells."""
+    coords = cell_coords(h, w, target.device, target.dtype)
+    return (target - coords).transpose(1, 2).reshape(target.shape[0], 2, h, w)
 
 
 def flow_from_features(
