@@ -201,23 +201,19 @@ class KineticsDataModule(ClipDataModule):
     ):
         super().__init__(batch_size, num_workers, seed, pin_memory, val)
         self.root = root
-        self.img_size1, self.img_size2 = _size(img_size1), _size(img_size2)
-        self.aug_setting = aug_setting
-        self.frame_gap = int(frame_gap)
-        self.split = split
-        self.max_retries = max_retries
+        self.dataset_kwargs = {
+            "root": root,
+            "split": split,
+            "img_size1": _size(img_size1),
+            "img_size2": _size(img_size2),
+            "aug_setting": aug_setting,
+            "frame_gap": int(frame_gap),
+            "seed": self.seed,
+            "max_retries": int(max_retries),
+        }
 
     def build_train_set(self) -> KineticsPairs:
-        return KineticsPairs(
-            self.root,
-            self.split,
-            self.img_size1,
-            self.img_size2,
-            self.aug_setting,
-            self.frame_gap,
-            self.seed,
-            self.max_retries,
-        )
+        return KineticsPairs(**self.dataset_kwargs)
 
     def skipped_files(self) -> list[str]:
         return self.train_set.skipped_files() if self.train_set is not None else []

@@ -331,22 +331,17 @@ class KubricDataModule(ClipDataModule):
     ):
         super().__init__(batch_size, num_workers, seed, pin_memory, val)
         self.root = root
-        self.img_size1, self.img_size2 = _size(img_size1), _size(img_size2)
-        self.aug_setting = aug_setting
-        self.frame_gap = int(frame_gap)
-        self.random_frame_skip = bool(random_frame_skip)
-        self.max_frame_skip = int(max_frame_skip)
-        self.split = split
+        self.dataset_kwargs = {
+            "root": root,
+            "split": split,
+            "img_size1": _size(img_size1),
+            "img_size2": _size(img_size2),
+            "aug_setting": aug_setting,
+            "frame_gap": int(frame_gap),
+            "random_frame_skip": bool(random_frame_skip),
+            "max_frame_skip": int(max_frame_skip),
+            "seed": self.seed,
+        }
 
     def build_train_set(self) -> KubricPairs:
-        return KubricPairs(
-            self.root,
-            self.split,
-            self.img_size1,
-            self.img_size2,
-            self.aug_setting,
-            self.frame_gap,
-            self.random_frame_skip,
-            self.max_frame_skip,
-            self.seed,
-        )
+        return KubricPairs(**self.dataset_kwargs)
