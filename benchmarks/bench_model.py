@@ -3,7 +3,7 @@
     python benchmarks/bench_model.py --size 256 --reference /tmp/gmrw_ref
     python benchmarks/bench_model.py --size 128 --repeats 2        # quick, ours only
 
-Every configuration runs in a fresh subprocess so its peak RSS (``ru_maxrss``) is its own;
+Every configuration runs in a fresh subprocess so its peak RSS (VmHWM) is its own;
 "step peak" is the peak over the warm-up and timed steps minus the RSS just before the first
 step (model, weights and inputs already in memory). FLOPs come from
 ``torch.utils.flop_counter.FlopCounterMode`` on one more step, after the peak was read. Both implementations get the same weights (ours, seeded, loaded into theirs by
@@ -19,14 +19,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 import types
 
-from memory import peak_rss_bytes, rss_bytes
+from harness import peak_rss_bytes, rss_bytes, run_worker
 
 CONFIGS = {
     "ours-step-fp32": "walk_loss + backward, fp32 (denormals flushed, as gmrw-train runs)",
@@ -182,18 +180,10 @@ def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
 
 
 def run_config(config: str, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", config, "--size", str(args.size)]
-    cmd += ["--repeats", str(args.repeats)]
+    worker_args = [config, "--size", str(args.size), "--repeats", str(args.repeats)]
     if args.reference:
-        cmd += ["--reference", args.reference]
-    env = dict(os.environ)
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    print(f"running {config} ...", file=sys.stderr, flush=True)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{config} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+        worker_args += ["--reference", args.reference]
+    return run_worker(__file__, worker_args, args.threads, config)
 
 
 def table(results: dict[str, dict], size: int) -> str:

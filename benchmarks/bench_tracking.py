@@ -28,13 +28,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
-import subprocess
 import sys
 import time
 
-from memory import peak_rss_bytes, reset_peak_rss, rss_bytes
+from harness import peak_rss_bytes, reset_peak_rss, rss_bytes, run_worker
 
 METHODS = {"weighted_sum": None, "argmax": None, "weighted_argmax": 5.0}
 FRAME = 256
@@ -124,16 +122,9 @@ def worker(method: str, scale: int, repeats: int, device_name: str) -> dict:
 
 
 def run_config(method: str, scale: int, args) -> dict:
-    cmd = [sys.executable, __file__, "--worker", method, "--scale", str(scale)]
-    cmd += ["--repeats", str(args.repeats), "--device", args.device_for(scale)]
-    env = dict(os.environ)
-    if args.threads:
-        env["OMP_NUM_THREADS"] = str(args.threads)
-    print(f"running {method} ×{scale} on {args.device_for(scale)} ...", file=sys.stderr, flush=True)
-    done = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"{method} ×{scale} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    device = args.device_for(scale)
+    worker_args = [method, "--scale", str(scale), "--repeats", str(args.repeats), "--device", device]
+    return run_worker(__file__, worker_args, args.threads, f"{method} ×{scale} on {device}")
 
 
 def table(results: list[dict]) -> str:
