@@ -40,17 +40,9 @@ def test_video_written_and_logged(tmp_path):
     decord = import_decord()
 
     torch.manual_seed(0)
-    module = SimpleNamespace(
-        model=GMRW(feature_channels=32, num_transformer_layers=2, ffn_dim_expansion=2).eval(),
-        device=torch.device("cpu"),
-        validation_options={
-            "mode": "chained",
-            "method": "weighted_sum",
-            "window": None,
-            "upsample_factor": 1,
-            "query_mode": "first",
-        },
-    )
+    model = GMRW(feature_channels=32, num_transformer_layers=2, ffn_dim_expansion=2).eval()
+    model.tracking_defaults = {"mode": "chained", "method": "weighted_sum", "upsample_factor": 1}
+    module = SimpleNamespace(model=model, device=torch.device("cpu"))
     logger = VideoLogger()
     callback = TrackVideoLogger(str(tmp_path), min_side=64)
     trainer = _trainer(step=7, loggers=[logger])

@@ -165,7 +165,7 @@ def test_errors_are_named_and_nothing_is_written(tiny, tmp_path):
         evaluate(
             compose_eval([f"data.path={tiny['davis']}", f"model.checkpoint={tmp_path / 'x.pth'}"], tmp_path)
         )
-    with pytest.raises(ConfigError, match="needs tracking.window"):
+    with pytest.raises(ConfigError, match="tracking: .*weighted_argmax.* needs a window"):
         evaluate(compose_eval(_args(tiny, "tracking.method=weighted_argmax"), tmp_path))
     with pytest.raises(FileNotFoundError, match="not found"):
         evaluate(compose_eval([f"data.path={tmp_path / 'nope.pkl'}", "model.checkpoint=null"], tmp_path))

@@ -12,12 +12,12 @@ from gmrw.cli.track import (
     TrackInputError,
     main,
     parse_query,
-    processing_size,
     read_points_file,
     to_original,
     to_processing,
 )
 from gmrw.data.testing import textured_video, write_mp4
+from gmrw.tracking import scaled_size
 from helpers import run_console
 
 SMALL_NET = {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2}
@@ -164,9 +164,9 @@ def test_points_files(tmp_path):
 
 
 def test_resize_and_coordinates_roundtrip():
-    assert processing_size(480, 854, 256) == (256, 456)
-    assert processing_size(48, 64, 0) == (48, 64)
-    assert processing_size(50, 66, 0) == (48, 64)  # multiples of 8
+    assert scaled_size(480, 854, 256) == (256, 456)
+    assert scaled_size(48, 64, 0) == (48, 64)
+    assert scaled_size(50, 66, 0) == (48, 64)  # multiples of 8
     points = np.array([[0, 10.0, 20.0], [2, 853.0, 479.0]])  # (t, x, y)
     inside = to_processing(points, (480, 854), (256, 456))
     assert inside[:, 0].tolist() == [0, 2]

@@ -7,7 +7,6 @@ import pytest
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
 
 from gmrw.data._procedural import render
 from gmrw.data.synthetic import (
@@ -18,7 +17,7 @@ from gmrw.data.synthetic import (
     render_video,
     tapvid_queries,
 )
-from gmrw.paths import config_dir
+from helpers import compose_train
 
 SMALL_TRAIN = {"length": 16, "img_size1": 48, "img_size2": 32, "frame_size": 48}
 
@@ -206,7 +205,7 @@ def test_datamodule_loaders_batch_the_contract_formats():
 
 
 def test_config_instantiates():
-    cfg = OmegaConf.load(config_dir() / "data" / "synthetic.yaml")
+    cfg = compose_train(["experiment=synthetic"]).data
     dm = instantiate(cfg, train_length=4, num_val_videos=1)
     assert isinstance(dm, SyntheticDataModule)
     assert dm.train_set.cropper.size2 == (64, 64) and dm.train_set.cropper.setting == "setting2"

@@ -39,20 +39,24 @@ def test_paper_ddp_checkpoint(fixtures_dir):
     assert same_weights(model, torch.load(fixtures_dir / "model.pt")["state_dict"])
     # model settings come from the paper's training arguments
     assert model.temperature is None and model.flow_method == "weighted_sum" and model.window == 5
+    # and tracking defaults from the paper's documented TAP-Vid setting (chained, 256 px ×4)
+    assert model.tracking_defaults == {"mode": "chained", "method": "weighted_sum", "processing_size": 1024}
 
 
 def test_lightning_checkpoint_roundtrip(tmp_path):
     torch.manual_seed(1)
     source = GMRW(temperature=0.5)
+    tracking = {"mode": "direct", "method": "weighted_sum", "window": None, "processing_size": 128}
     ckpt = {
         "state_dict": {f"model.{k}": v for k, v in source.state_dict().items()},
-        "hyper_parameters": {"net": {"temperature": 0.5, "smoothness_loss": False}},
+        "hyper_parameters": {"net": {"temperature": 0.5, "smoothness_loss": False}, "tracking": tracking},
         "epoch": 0,
     }
     path = tmp_path / "epoch=0-step=1.ckpt"
     torch.save(ckpt, path)
     model = load_model(path)
     assert model.temperature == 0.5 and model.smoothness_loss is False
+    assert model.tracking_defaults == {"mode": "direct", "method": "weighted_sum", "processing_size": 128}
     assert same_weights(model, source.state_dict())
     assert load_model(path, smoothness_loss=True).smoothness_loss is True  # kwargs override
 

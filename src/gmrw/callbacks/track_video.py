@@ -32,13 +32,12 @@ def upscale(video: np.ndarray, tracks: np.ndarray, min_side: int) -> tuple[np.nd
 
 class TrackVideoLogger(pl.Callback):
     """After every ``every_n_validations``-th validation (sanity checks excluded), tracks the
-    queries of the first validation video with the module's own validation settings and writes
+    queries of the first validation video with the model's own tracking defaults and writes
     ``<output_dir>/viz/tracks_step<step>.mp4``; with a W&B logger the video is also logged as
     ``val/tracks``. Runs on global rank 0 only, whose first validation batch is video 0.
 
     Expects validation batches of the TAP-Vid contract (``video`` (1, T, H, W, 3) uint8,
-    ``query_points`` (1, N, 3) (t, y, x) pixels, ``name``) and a module with ``model`` and
-    optionally ``validation_options`` (:func:`gmrw.track` keywords). If the module's
+    ``query_points`` (1, N, 3) (t, y, x) pixels, ``name``) and a module with ``model``. If the module's
     ``validation_step`` returns ``{"tracks", "occluded"}`` for the batch, those are drawn and
     nothing is tracked again.
 
@@ -106,12 +105,10 @@ class TrackVideoLogger(pl.Callback):
         else:
             from gmrw.tracking import track
 
-            options = dict(getattr(pl_module, "validation_options", {}) or {})
-            kwargs = {k: options[k] for k in ("mode", "upsample_factor", "method", "window") if k in options}
             device = pl_module.device
-            with torch.no_grad():
+            with torch.no_grad():  # the model's own tracking defaults, as validation uses
                 tracks, occluded = track(
-                    pl_module.model, first["video"].to(device), first["query_points"].to(device), **kwargs
+                    pl_module.model, first["video"].to(device), first["query_points"].to(device)
                 )
         step = trainer.global_step
         path = self.write(first["video"][0].numpy(), tracks[0].cpu().numpy(), occluded[0].cpu().numpy(), step)

@@ -152,7 +152,7 @@ def resolve_checkpoint(checkpoint: str | None) -> str | None:
 def validate_config(cfg: DictConfig) -> None:
     """Fail early, with a message naming the problem, before anything slow starts."""
     from gmrw.metrics import FIRST_MODE_RULES, QUERY_MODES
-    from gmrw.tracking import METHODS, MODES
+    from gmrw.tracking import resolve_options
 
     if OmegaConf.is_missing(cfg.model, "checkpoint"):
         raise ConfigError(
@@ -164,26 +164,29 @@ def validate_config(cfg: DictConfig) -> None:
             f"data.path is required for data format {cfg.data.get('format')}: pass the dataset location, "
             "e.g. data.path=/data/tapvid_davis/tapvid_davis.pkl"
         )
-    tracking = cfg.tracking
+    try:
+        resolve_options(None, **tracking_options(cfg))
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"tracking: {error}") from None
     choices = {
-        "tracking.mode": (tracking.mode, MODES),
-        "tracking.method": (tracking.method, METHODS),
         "metrics.query_mode": (cfg.metrics.query_mode, QUERY_MODES),
         "metrics.first_mode_rule": (cfg.metrics.first_mode_rule, FIRST_MODE_RULES),
     }
     for key, (value, valid) in choices.items():
         if value not in valid:
             raise ConfigError(f"{key}={value} is not one of {list(valid)}")
-    if tracking.method == "weighted_argmax" and tracking.window is None:
-        raise ConfigError("tracking.method=weighted_argmax needs tracking.window (radius in feature cells)")
-    factor = tracking.upsample_factor
-    if not isinstance(factor, (int, float)) or not factor > 0:
-        raise ConfigError(f"tracking.upsample_factor={factor} must be a positive number")
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
     if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
         raise ConfigError(
             f"trainer.accelerator={accelerator} but no CUDA GPU is visible: use trainer=default (CPU)"
         )
+
+
+def tracking_options(cfg: DictConfig) -> dict[str, Any]:
+    """The config's gmrw.track options that say how to track (null: the checkpoint's default)."""
+    options = OmegaConf.to_container(cfg.tracking, resolve=True)
+    options.pop("pair_batch_size", None)
+    return options
 
 
 def load_eval_model(cfg: DictConfig) -> torch.nn.Module:
@@ -204,14 +207,17 @@ def load_eval_model(cfg: DictConfig) -> torch.nn.Module:
 # ----------------------------------------------------------------------------------- output
 
 
-def settings(cfg: DictConfig, checkpoint: str | None, world_size: int) -> dict[str, Any]:
-    """What produced the scores, as written into metrics.json."""
+def settings(
+    cfg: DictConfig, checkpoint: str | None, world_size: int, tracking: dict[str, Any]
+) -> dict[str, Any]:
+    """What produced the scores, as written into metrics.json (``tracking``: the options used,
+    the checkpoint's defaults filled in)."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
     first_mode = cfg.metrics.query_mode == "first"
     return {
         "checkpoint": checkpoint,
         "dataset": {k: data.get(k) for k in ("format", "path", "query_mode", "resolution", "max_videos")},
-        "tracking": OmegaConf.to_container(cfg.tracking, resolve=True),
+        "tracking": tracking,
         "metrics": {
             "query_mode": cfg.metrics.query_mode,
             # The rule only changes anything in first mode; recorded either way, marked as such.
@@ -226,6 +232,11 @@ def settings(cfg: DictConfig, checkpoint: str | None, world_size: int) -> dict[s
         "precision": str(cfg.trainer.get("precision")),
         "accelerator": str(cfg.trainer.get("accelerator")),
     }
+
+
+def _scale_label(tracking: dict[str, Any]) -> str:
+    size = tracking.get("processing_size")
+    return f"short side {size} px" if size else f"×{tracking['upsample_factor']}"
 
 
 def write_json_atomic(path: Path, payload: dict) -> None:
@@ -250,7 +261,7 @@ def print_report(report: dict, max_rows: int) -> None:
     rule = f", first-mode rule {metrics['first_mode_rule']}" if metrics["first_mode_rule_applies"] else ""
     title = (
         f"{setup['dataset']['format']} ({means['num_videos']} videos, {metrics['query_mode']} queries{rule}) — "
-        f"{tracking['mode']}, ×{tracking['upsample_factor']}, {tracking['method']}"
+        f"{tracking['mode']}, {_scale_label(tracking)}, {tracking['method']}"
         + (f"@{tracking['window']}" if tracking.get("window") is not None else "")
     )
 
@@ -299,6 +310,7 @@ def evaluate(cfg: DictConfig) -> dict:
     """Run one evaluation from a composed config; returns the report written to metrics.json
     (on global rank 0; other ranks return ``{}``)."""
     from gmrw.models import flush_denormals
+    from gmrw.tracking import resolve_options
 
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
@@ -312,9 +324,11 @@ def evaluate(cfg: DictConfig) -> dict:
     model = load_eval_model(cfg)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("test")  # reads the dataset's index now: a wrong path fails before the trainer starts
+    # Options the config leaves null come from the checkpoint (how that model tracks best).
+    tracking = resolve_options(model, **tracking_options(cfg)).as_dict()
     module = TapVidEvaluation(
         model,
-        tracking=OmegaConf.to_container(cfg.tracking, resolve=True),
+        tracking={**tracking, "pair_batch_size": cfg.tracking.pair_batch_size},
         query_mode=cfg.metrics.query_mode,
         first_mode_rule=cfg.metrics.first_mode_rule,
     )
@@ -329,7 +343,7 @@ def evaluate(cfg: DictConfig) -> dict:
         return {}
     report = {
         "gmrw_version": _version(),
-        "settings": settings(cfg, checkpoint, trainer.world_size),
+        "settings": settings(cfg, checkpoint, trainer.world_size, tracking),
         "means": module.result["means"],
         "per_video": module.result["per_video"],
         "wall_time_s": round(time.perf_counter() - start, 3),

@@ -9,8 +9,9 @@ Writes ``<out>/<stem>.tracks.npz`` (``tracks`` (N, T, 2) as (x, y) pixels of the
 ``size`` (H, W), ``fps``) and ``<out>/<stem>.tracks.mp4`` (coloured markers with trails, hollow
 where the point is predicted occluded). Both appear only once complete.
 
-The video is read on demand (decord), resized so its short side is ``--resize`` pixels (sides
-rounded to multiples of 8, which the model needs), and tracked pair by pair
+The video is read on demand (decord), resized so its short side is the checkpoint's processing size
+(``--resize`` to choose; 256 for weights that record none; sides rounded to multiples of 8, which
+the model needs), and tracked pair by pair
 (:func:`gmrw.tracking.track_source`), so a long video runs in bounded memory.
 Pixel coordinates put pixel centres at integers: (0, 0) is the middle of the top-left pixel.
 """
@@ -30,7 +31,15 @@ import numpy as np
 import torch
 
 from gmrw.models import flush_denormals
-from gmrw.tracking import METHODS, MODES, FrameSource, grid_queries, track_source
+from gmrw.tracking import (
+    METHODS,
+    MODES,
+    FrameSource,
+    grid_queries,
+    resolve_options,
+    scaled_size,
+    track_source,
+)
 
 log = logging.getLogger("gmrw.track")
 
@@ -42,11 +51,8 @@ class TrackInputError(ValueError):
 # ----------------------------------------------------------------------------------- the video
 
 
-def processing_size(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """(H, W) the model sees: the short side scaled to ``short_side`` (0 keeps the size), aspect
-    kept, each side rounded to a multiple of 8 (the model's 2×2 windows on 1/4-size features)."""
-    scale = 1.0 if short_side <= 0 else short_side / min(height, width)
-    return max(8, int(round(height * scale / 8)) * 8), max(8, int(round(width * scale / 8)) * 8)
+#: Short side frames are decoded at when neither the checkpoint nor --resize says (then ×--upsample).
+DEFAULT_SHORT_SIDE = 256
 
 
 class DecordFrames(FrameSource):
@@ -249,15 +255,22 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", help="the paper's .pth, a gmrw .ckpt or a run directory (default: random weights)"
     )
     model.add_argument(
-        "--mode", choices=MODES, default="chained", help="chained (default) or direct tracking"
+        "--mode", choices=MODES, help="chained or direct tracking (default: the checkpoint's setting)"
     )
     model.add_argument(
-        "--upsample", type=float, default=1, help="upsample frames before the model (paper: 2 or 4)"
+        "--upsample",
+        type=float,
+        help=f"upsample frames (decoded at short side {DEFAULT_SHORT_SIDE}) before the model (paper: 2 or 4)",
     )
-    model.add_argument("--method", choices=METHODS, default="weighted_sum", help="flow read-out")
+    model.add_argument(
+        "--method", choices=METHODS, help="flow read-out (default: the checkpoint's, else weighted_sum)"
+    )
     model.add_argument("--window", type=float, help="window radius in feature cells for weighted_argmax")
     model.add_argument(
-        "--resize", type=int, default=256, help="short side the model sees (0: keep; default 256)"
+        "--resize",
+        type=int,
+        help="short side the model sees (0: keep the video's; default: the checkpoint's processing "
+        f"size, else {DEFAULT_SHORT_SIDE})",
     )
     model.add_argument("--pair-batch-size", type=int, default=8, help="frame pairs per model call")
     model.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
@@ -273,10 +286,14 @@ def run(args: argparse.Namespace) -> dict:
     """Track as ``args`` say; returns what was written. Raises TrackInputError for bad input."""
     if args.grid is not None and args.grid < 1:
         raise TrackInputError(f"--grid {args.grid}: the grid needs at least 1 point per side")
-    if args.upsample <= 0 or not math.isfinite(args.upsample):
+    if args.upsample is not None and (args.upsample <= 0 or not math.isfinite(args.upsample)):
         raise TrackInputError(f"--upsample {args.upsample}: must be a positive number")
     if args.method == "weighted_argmax" and args.window is None:
         raise TrackInputError("--method weighted_argmax needs --window (radius in feature cells, e.g. 5)")
+    if args.resize is not None and args.upsample is not None:
+        raise TrackInputError("give --resize or --upsample, not both")
+    if args.resize is not None and 0 < args.resize < 8:
+        raise TrackInputError(f"--resize {args.resize}: the model needs a short side of at least 8 px")
     device = pick_device(args.device)
     # Global-matching softmaxes produce float32 denormals that x86 CPUs process in slow microcode.
     flush_denormals(True)
@@ -286,7 +303,18 @@ def run(args: argparse.Namespace) -> dict:
         raise TrackInputError(
             f"video {args.video} has {source.num_frames} frame(s); tracking needs at least 2"
         )
-    size = processing_size(*original, args.resize)
+    model = load_checkpoint(args.checkpoint, device)
+    keep_size = args.resize == 0
+    options = resolve_options(
+        model,
+        mode=args.mode,
+        method=args.method,
+        window=args.window,
+        upsample_factor=1 if keep_size else args.upsample,
+        processing_size=None if keep_size else args.resize,
+    )
+    short_side = 0 if keep_size else options.processing_size or DEFAULT_SHORT_SIDE
+    size = scaled_size(*original, short_side)
     source.resize_to(size)
 
     points = [np.array([parse_query(q) for q in args.query], dtype=np.float64).reshape(-1, 3)]
@@ -305,7 +333,6 @@ def run(args: argparse.Namespace) -> dict:
         raise TrackInputError("no query points: give --grid N, --points FILE or --query t,x,y")
     check_user_queries(points_txy, source.num_frames, *original)
 
-    model = load_checkpoint(args.checkpoint, device)
     out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = args.name or Path(args.video).stem
@@ -319,9 +346,9 @@ def run(args: argparse.Namespace) -> dict:
         original[0],
         size[1],
         size[0],
-        args.upsample,
+        1 if options.processing_size else options.upsample_factor,
         len(points_txy),
-        args.mode,
+        options.mode,
         device,
     )
     start = time.perf_counter()
@@ -329,10 +356,7 @@ def run(args: argparse.Namespace) -> dict:
         model,
         source,
         to_processing(points_txy, original, size),
-        mode=args.mode,
-        upsample_factor=args.upsample,
-        method=args.method,
-        window=args.window,
+        **options.as_dict(),
         pair_batch_size=args.pair_batch_size,
         progress=True,
     )

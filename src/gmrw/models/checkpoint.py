@@ -28,6 +28,12 @@ _PAPER_ARGS = {
 }
 
 
+# How the paper's released weights were evaluated on TAP-Vid's 256×256 frames (its best DAVIS setting,
+# experiments/eval_*_davis_upsampled.sh): chained tracking, frames upsampled ×4. Expressed as the
+# short side the model sees, so other video sizes are brought to the same scale.
+PAPER_TRACKING = {"mode": "chained", "method": "weighted_sum", "processing_size": 1024}
+
+
 class CheckpointError(ValueError):
     """The file is not a checkpoint this model can load."""
 
@@ -52,6 +58,23 @@ def _strip(state: Mapping[str, Any], prefix: str) -> dict[str, Any]:
 
 def _is_state_dict(obj: Any) -> bool:
     return isinstance(obj, Mapping) and bool(obj) and all(torch.is_tensor(v) for v in obj.values())
+
+
+def tracking_defaults(obj: Any) -> dict[str, Any]:
+    """How the model in a loaded checkpoint object tracks by default (gmrw.track's options).
+
+    Our checkpoints carry the training config's ``tracking`` (older ones: the tracking keys of
+    ``validation``); the paper's ``.pth`` gets the paper's documented setting; anything else none.
+    """
+    if isinstance(obj, Mapping) and _is_state_dict(obj.get("model")):
+        return dict(PAPER_TRACKING)
+    hparams = obj.get("hyper_parameters") if isinstance(obj, Mapping) else None
+    if not isinstance(hparams, Mapping):
+        return {}
+    from gmrw.tracking.options import LIBRARY_DEFAULTS
+
+    stored = hparams.get("tracking") or hparams.get("validation") or {}
+    return {k: v for k, v in dict(stored).items() if k in LIBRARY_DEFAULTS.as_dict() and v is not None}
 
 
 def parse_checkpoint(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -92,11 +115,14 @@ def load_model(
     """A GMRW in eval mode: random init (``None``) or weights from ``checkpoint``.
 
     Constructor kwargs stored in the checkpoint are used unless overridden by ``model_kwargs``.
+    ``model.tracking_defaults`` is set from the checkpoint (:func:`tracking_defaults`), so
+    ``gmrw.track(model, video, queries)`` tracks the way that model was meant to.
     Raises :class:`CheckpointError` (a ValueError) for files that hold no matching GMRW weights.
     """
     if checkpoint is None:
         return GMRW(**model_kwargs).eval()
-    state, stored = parse_checkpoint(_read(checkpoint, map_location))
+    obj = _read(checkpoint, map_location)
+    state, stored = parse_checkpoint(obj)
     stored = {k: v for k, v in stored.items() if k in _constructor_names()}
     model = GMRW(**{**stored, **model_kwargs})
     result = model.load_state_dict(state, strict=False)
@@ -106,6 +132,7 @@ def load_model(
             f"{len(result.missing_keys)} missing keys {result.missing_keys[:4]}, "
             f"{len(result.unexpected_keys)} unexpected keys {result.unexpected_keys[:4]}"
         )
+    model.tracking_defaults = tracking_defaults(obj)
     return model.eval()
 
 

@@ -80,6 +80,9 @@ class GMRW(nn.Module):
             ffn_dim_expansion,
             activation_checkpointing,
         )
+        # How this model tracks best (gmrw.track's defaults for it; see gmrw.tracking.options).
+        # Not a weight: load_model fills it from the checkpoint, the training module from its config.
+        self.tracking_defaults: dict = {}
         self.register_buffer("pixel_mean", torch.tensor(_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(_STD).view(1, 3, 1, 1), False)
 

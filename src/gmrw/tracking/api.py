@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 
 from gmrw.tracking.core import Pair, chained_tracks, direct_tracks
+from gmrw.tracking.options import METHODS, MODES, TrackingOptions, resolve_options
 
-MODES = ("chained", "direct")
-METHODS = ("weighted_sum", "argmax", "weighted_argmax")
+__all__ = ["METHODS", "MODES", "ModelPairFlows", "check_queries", "check_video", "count_pairs", "track"]
 
 
 class ModelPairFlows:
     """The pair-flow function backed by a model: ``(b, src, dst)`` triples → (K, 2, H, W) flows.
 
-    Frames are converted to float [0, 255], upsampled by ``upsample_factor`` (bilinear, aligned
-    corners) on the fly, and sent to the model ``pair_batch_size`` pairs at a time; flows are
-    resized to the original (H, W) by the model, so tracks stay in input pixels.
+    Frames are converted to float [0, 255], resized to ``model_size`` (H', W') (default: scaled by
+    ``upsample_factor``; bilinear, aligned corners, antialiased when shrinking) on the fly, and sent
+    to the model ``pair_batch_size`` pairs at a time; flows are resized to the original (H, W) by
+    the model, so tracks stay in input pixels.
 
     With a GMRW (a model with ``encode``, ``refine`` and ``flow_from_features``) each frame of a
     chunk is encoded once however many pairs it is in, and a pair asked for in both directions
@@ -43,11 +43,16 @@ class ModelPairFlows:
         window: float | None = None,
         pair_batch_size: int = 8,
         progress=None,
+        model_size: tuple[int, int] | None = None,
     ):
         self.model = model
         self.video = video
         self.height, self.width = int(video.shape[2]), int(video.shape[3])
-        self.upsample_factor = upsample_factor
+        self.model_size = (
+            tuple(model_size)
+            if model_size is not None
+            else (TrackingOptions(upsample_factor=upsample_factor).model_size(self.height, self.width))
+        )
         self.method = method
         self.window = window
         self.pair_batch_size = max(1, int(pair_batch_size))
@@ -67,9 +72,9 @@ class ModelPairFlows:
         ts = torch.tensor([t for _, t in index])
         x = self.video[bs.to(self.video.device), ts.to(self.video.device)]
         x = x.to(self.device).permute(0, 3, 1, 2).float()
-        if self.upsample_factor != 1:
-            size = (int(self.upsample_factor * self.height), int(self.upsample_factor * self.width))
-            x = F.interpolate(x, size=size, mode="bilinear", align_corners=True)
+        if self.model_size != (self.height, self.width):
+            shrink = self.model_size[0] < self.height or self.model_size[1] < self.width
+            x = F.interpolate(x, size=self.model_size, mode="bilinear", align_corners=True, antialias=shrink)
         return x
 
     def __call__(self, pairs: Sequence[Pair]) -> torch.Tensor:
@@ -169,33 +174,25 @@ def check_queries(queries: torch.Tensor, num_frames: int, height: int, width: in
         )
 
 
-def check_options(mode: str, method: str, window: float | None, upsample_factor: float) -> None:
-    """ValueError naming the first tracking option that cannot work."""
-    if mode not in MODES:
-        raise ValueError(f"unknown tracking mode {mode!r}; choose one of {list(MODES)}")
-    if method not in METHODS:
-        raise ValueError(f"unknown flow method {method!r}; choose one of {list(METHODS)}")
-    if method == "weighted_argmax" and window is None:
-        raise ValueError("flow method 'weighted_argmax' needs a window radius (window=...)")
-    if not (
-        isinstance(upsample_factor, (int, float)) and math.isfinite(upsample_factor) and upsample_factor > 0
-    ):
-        raise ValueError(f"upsample_factor must be a positive number, got {upsample_factor!r}")
-
-
 def track(
     model: torch.nn.Module,
     video: torch.Tensor,
     queries: torch.Tensor,
-    mode: str = "chained",
-    upsample_factor: float = 1,
-    method: str = "weighted_sum",
+    mode: str | None = None,
+    upsample_factor: float | None = None,
+    method: str | None = None,
     window: float | None = None,
     pair_batch_size: int = 8,
     cache_flows: bool = True,
     progress: bool = False,
+    processing_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Track query points through a video with a GMRW model, as the paper's TAP-Vid evaluation.
+
+    Options left as ``None`` (mode, upsample_factor / processing_size, method, window) take the
+    values the model carries (``model.tracking_defaults``, recorded in our checkpoints: how that
+    model tracks best), else the library defaults (chained, ×1, weighted_sum); see
+    :mod:`gmrw.tracking.options`.
 
     Args:
         model: a :class:`gmrw.models.GMRW` (anything with ``flow``); run under ``no_grad``, its
@@ -208,6 +205,8 @@ def track(
             to every frame; occluded only when outside the frame).
         upsample_factor: the frames are upsampled by this factor (bilinear, aligned corners)
             before the model; flows are resized back, so tracks stay in input pixels.
+        processing_size: instead of ``upsample_factor``, the short side (px) of the frames the
+            model sees (each side rounded to a multiple of 8).
         method / window: the flow read-out (``"weighted_sum"``, ``"argmax"``,
             ``"weighted_argmax"`` with ``window`` in feature cells).
         pair_batch_size: frame pairs per model call (memory vs. speed).
@@ -219,7 +218,14 @@ def track(
         tracks (B, N, T, 2) (x, y) pixels float32 and occluded (B, N, T) bool, on ``queries``'
         device.
     """
-    check_options(mode, method, window, upsample_factor)
+    options = resolve_options(
+        model,
+        mode=mode,
+        method=method,
+        window=window,
+        upsample_factor=upsample_factor,
+        processing_size=processing_size,
+    )
     check_video(video)
     b, t, h, w, _ = video.shape
     check_queries(queries, t, h, w, b)
@@ -229,11 +235,21 @@ def track(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=count_pairs(mode, queries, t), desc=f"gmrw {mode} tracking", unit="pair")
-    flows = ModelPairFlows(model, video, upsample_factor, method, window, pair_batch_size, bar)
+        bar = tqdm(
+            total=count_pairs(options.mode, queries, t), desc=f"gmrw {options.mode} tracking", unit="pair"
+        )
+    flows = ModelPairFlows(
+        model,
+        video,
+        method=options.method,
+        window=options.window,
+        pair_batch_size=pair_batch_size,
+        progress=bar,
+        model_size=options.model_size(h, w),
+    )
     try:
         with torch.no_grad():
-            if mode == "chained":
+            if options.mode == "chained":
                 steps = max(1, pair_batch_size // (2 * b))
                 tracks, visible = chained_tracks(queries, t, (h, w), flows, steps, cache_flows)
             else:

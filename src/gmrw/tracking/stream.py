@@ -16,8 +16,9 @@ from collections.abc import Sequence
 
 import torch
 
-from gmrw.tracking.api import ModelPairFlows, check_options, check_queries, count_pairs
+from gmrw.tracking.api import ModelPairFlows, check_queries, count_pairs
 from gmrw.tracking.core import chained_tracks, direct_tracks
+from gmrw.tracking.options import resolve_options
 
 
 class FrameSource(ABC):
@@ -97,14 +98,15 @@ def track_source(
     model: torch.nn.Module,
     source: FrameSource,
     queries: torch.Tensor,
-    mode: str = "chained",
-    upsample_factor: float = 1,
-    method: str = "weighted_sum",
+    mode: str | None = None,
+    upsample_factor: float | None = None,
+    method: str | None = None,
     window: float | None = None,
     pair_batch_size: int = 8,
     cache_flows: bool | None = None,
     flow_cache_limit: int = 512 * 2**20,
     progress: bool = False,
+    processing_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`gmrw.track` for one video read on demand from ``source``.
 
@@ -112,7 +114,8 @@ def track_source(
         model: a GMRW (anything with ``flow``); its device is where pairs are computed.
         source: the video, (T, H, W, 3) frames in [0, 255] read as needed.
         queries: (N, 3) (t, y, x) pixels of the source's frames.
-        mode, upsample_factor, method, window, pair_batch_size: as :func:`gmrw.track`.
+        mode, upsample_factor, method, window, pair_batch_size, processing_size: as
+            :func:`gmrw.track` (``None``: the model's defaults).
         cache_flows: keep the flows both chained sweeps need (``None``: only while that takes at
             most ``flow_cache_limit`` bytes, else recompute them, which bounds memory).
         progress: show a tqdm bar over frame pairs.
@@ -120,7 +123,15 @@ def track_source(
     Returns:
         tracks (N, T, 2) (x, y) pixels float32 and occluded (N, T) bool, on the CPU.
     """
-    check_options(mode, method, window, upsample_factor)
+    options = resolve_options(
+        model,
+        mode=mode,
+        method=method,
+        window=window,
+        upsample_factor=upsample_factor,
+        processing_size=processing_size,
+    )
+    mode = options.mode
     t, h, w = source.num_frames, source.height, source.width
     if t < 2:
         raise ValueError(f"video has {t} frame(s); tracking needs at least 2")
@@ -141,7 +152,15 @@ def track_source(
             frames = torch.round(queries[:, 0]).long()
             total += 2 * max(0, int(frames.max()) - int(frames.min()))  # steps both sweeps compute
         bar = tqdm(total=total, desc=f"gmrw {mode} tracking", unit="pair")
-    flows = ModelPairFlows(model, source, upsample_factor, method, window, pair_batch_size, bar)
+    flows = ModelPairFlows(
+        model,
+        source,
+        method=options.method,
+        window=options.window,
+        pair_batch_size=pair_batch_size,
+        progress=bar,
+        model_size=options.model_size(h, w),
+    )
     try:
         with torch.no_grad():
             if mode == "chained":

@@ -21,7 +21,6 @@ import torch
 from gmrw.models import GMRW, flush_denormals
 from gmrw.training.curriculum import SmoothnessCurriculum
 
-VALIDATION_MODES = ("chained", "direct")
 FLOW_METHODS = ("weighted_sum", "argmax", "weighted_argmax")
 QUERY_MODES = ("first", "strided")
 
@@ -38,8 +37,11 @@ class GMRWLitModule(pl.LightningModule):
         net: GMRW constructor keyword arguments.
         optimizer: ``lr``, ``weight_decay``, ``scale_lr_with_world_size`` (AdamW).
         smoothness_curriculum: :class:`SmoothnessCurriculum` fields.
-        validation: how validation tracks: ``mode``, ``method``, ``window``, ``upsample_factor``,
-            ``query_mode`` and optional ``first_mode_rule``.
+        tracking: how the model tracks (:func:`gmrw.track` options: ``mode``, ``method``,
+            ``window``, ``upsample_factor`` or ``processing_size``). Validation tracks this way, and
+            checkpoints carry it, so ``gmrw.track(load_model(ckpt), video, queries)`` does too.
+        validation: how validation queries were sampled and are scored: ``query_mode`` and
+            optional ``first_mode_rule``.
         init_from: weights-only initialisation (read by the train CLI, which skips it on resume).
     """
 
@@ -50,13 +52,16 @@ class GMRWLitModule(pl.LightningModule):
         smoothness_curriculum: dict,
         validation: dict | None = None,
         init_from: str | None = None,
+        tracking: dict | None = None,
     ):
         super().__init__()
+        from gmrw.tracking.options import TrackingOptions
+
         validation = dict(validation or {})
+        tracking = {k: v for k, v in dict(tracking or {}).items() if v is not None}
+        TrackingOptions(**tracking)  # fails now, naming the option, rather than at the first validation
         net = dict(net)
         _check_choice(net.get("flow_method", "weighted_sum"), FLOW_METHODS, "training flow method")
-        _check_choice(validation.get("mode", "chained"), VALIDATION_MODES, "validation tracking mode")
-        _check_choice(validation.get("method", "weighted_sum"), FLOW_METHODS, "validation flow method")
         _check_choice(validation.get("query_mode", "first"), QUERY_MODES, "validation query mode")
         # Plain containers only: checkpoints must stay loadable with torch's weights-only loader.
         self.save_hyperparameters(
@@ -66,9 +71,11 @@ class GMRWLitModule(pl.LightningModule):
                 "smoothness_curriculum": dict(smoothness_curriculum),
                 "validation": validation,
                 "init_from": init_from,
+                "tracking": tracking,
             }
         )
         self.model = GMRW(**net)
+        self.model.tracking_defaults = dict(tracking)
         self.curriculum = SmoothnessCurriculum(**smoothness_curriculum)
         self.validation_options = validation
         self._val_metric = None
@@ -131,16 +138,8 @@ class GMRWLitModule(pl.LightningModule):
         "occluded" (1, N, T)}`` so callbacks (the tracks video) can draw them without re-tracking."""
         from gmrw.tracking import track
 
-        options = self.validation_options
-        tracks, occluded = track(
-            self.model,
-            batch["video"],
-            batch["query_points"],
-            mode=options.get("mode", "chained"),
-            upsample_factor=options.get("upsample_factor", 1),
-            method=options.get("method", "weighted_sum"),
-            window=options.get("window"),
-        )
+        # No options: the model's own tracking defaults, exactly the call a user makes.
+        tracks, occluded = track(self.model, batch["video"], batch["query_points"])
         self.val_metric.update(
             batch["query_points"], batch["occluded"], batch["target_points"], occluded, tracks
         )

@@ -1,0 +1,113 @@
+"""How a model tracks: the options of :func:`gmrw.track`, their checks, and where defaults come from.
+
+An option left as ``None`` in a call takes the value the model carries in ``tracking_defaults``
+(our checkpoints record how their model tracks best, see :func:`gmrw.load_model`), else the
+library default below. So ``gmrw.track(model, video, queries)`` with no options is the call that
+fits the model it is given.
+
+The frames the model sees are set either by ``upsample_factor`` (the paper's ×2 / ×4 on
+TAP-Vid's 256×256 frames) or by ``processing_size``, the short side of the frames the model sees
+(a model trained on 128×128 crops tracks best near that scale, whatever the video's size). Tracks
+are always in the input video's pixels.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+MODES = ("chained", "direct")
+METHODS = ("weighted_sum", "argmax", "weighted_argmax")
+#: Frame sides the model accepts are multiples of this: 1/4-resolution features split in 2×2 windows.
+SIZE_MULTIPLE = 8
+
+
+@dataclass(frozen=True)
+class TrackingOptions:
+    """The options of :func:`gmrw.track` that say how frames become tracks.
+
+    mode: ``"chained"`` or ``"direct"``; method: flow read-out (``"weighted_sum"``, ``"argmax"``,
+    ``"weighted_argmax"`` with ``window`` in feature cells); upsample_factor: frames scaled by this
+    before the model; processing_size: if set, the short side (px) of the frames the model sees,
+    instead of ``upsample_factor``.
+    """
+
+    mode: str = "chained"
+    method: str = "weighted_sum"
+    window: float | None = None
+    upsample_factor: float = 1.0
+    processing_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ValueError(f"unknown tracking mode {self.mode!r}; choose one of {list(MODES)}")
+        if self.method not in METHODS:
+            raise ValueError(f"unknown flow method {self.method!r}; choose one of {list(METHODS)}")
+        if self.method == "weighted_argmax" and self.window is None:
+            raise ValueError("flow method 'weighted_argmax' needs a window radius (window=...)")
+        factor = self.upsample_factor
+        if isinstance(factor, bool) or not (
+            isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0
+        ):
+            raise ValueError(f"upsample_factor must be a positive number, got {factor!r}")
+        size = self.processing_size
+        if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < SIZE_MULTIPLE):
+            raise ValueError(
+                f"processing_size must be an integer of at least {SIZE_MULTIPLE} (pixels), got {size!r}"
+            )
+
+    def model_size(self, height: int, width: int) -> tuple[int, int]:
+        """(H', W') of the frames the model sees for a ``height × width`` video."""
+        if self.processing_size is not None:
+            return scaled_size(height, width, self.processing_size)
+        if self.upsample_factor == 1:
+            return height, width
+        return int(self.upsample_factor * height), int(self.upsample_factor * width)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+LIBRARY_DEFAULTS = TrackingOptions()
+
+
+def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
+    """(H, W) with the short side scaled to ``short_side`` (0 keeps the size), aspect kept, each
+    side rounded to a multiple of 8 (the model's 2×2 windows on 1/4-size features)."""
+    scale = 1.0 if short_side <= 0 else short_side / min(height, width)
+    m = SIZE_MULTIPLE
+    return max(m, int(round(height * scale / m)) * m), max(m, int(round(width * scale / m)) * m)
+
+
+def model_defaults(model: Any) -> dict[str, Any]:
+    """The tracking options a model carries (``model.tracking_defaults``), checked; {} if none."""
+    stored = getattr(model, "tracking_defaults", None) or {}
+    if not isinstance(stored, Mapping):
+        raise ValueError(f"model.tracking_defaults must be a mapping, got {type(stored).__name__}")
+    unknown = set(stored) - set(LIBRARY_DEFAULTS.as_dict())
+    if unknown:
+        raise ValueError(f"model.tracking_defaults has unknown options {sorted(unknown)}")
+    return {k: v for k, v in stored.items() if v is not None}
+
+
+def resolve_options(model: Any = None, **given: Any) -> TrackingOptions:
+    """Options for tracking with ``model``: each given (non-None) value, else the model's
+    ``tracking_defaults``, else :data:`LIBRARY_DEFAULTS`.
+
+    An explicit ``upsample_factor`` replaces a ``processing_size`` the model carries (and the
+    reverse); giving both explicitly is an error.
+    """
+    unknown = set(given) - set(LIBRARY_DEFAULTS.as_dict())
+    if unknown:
+        raise TypeError(f"unknown tracking options {sorted(unknown)}")
+    given = {k: v for k, v in given.items() if v is not None}
+    if "upsample_factor" in given and "processing_size" in given:
+        raise ValueError("give either upsample_factor or processing_size, not both")
+    defaults = model_defaults(model)
+    if "upsample_factor" in given:
+        defaults.pop("processing_size", None)
+    if "processing_size" in given:
+        defaults.pop("upsample_factor", None)
+    return replace(LIBRARY_DEFAULTS, **{**defaults, **given})

@@ -1,0 +1,85 @@
+"""Tracking options: explicit values, then the model's own defaults, then the library's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gmrw.tracking import LIBRARY_DEFAULTS, TrackingOptions, resolve_options, scaled_size, track
+
+
+class RecordingFlow(torch.nn.Module):
+    """A stand-in model with zero flow that records the frame sizes it is given."""
+
+    def __init__(self, defaults=None):
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(()))
+        self.tracking_defaults = defaults or {}
+        self.sizes: list[tuple[int, int]] = []
+
+    def flow(self, src, dst, method="weighted_sum", window=None, size=None):
+        self.sizes += [tuple(src.shape[-2:])] * src.shape[0]
+        return torch.zeros(src.shape[0], 2, *size)
+
+
+def _video(t=3, h=64, w=96):
+    return torch.randint(0, 255, (1, t, h, w, 3), dtype=torch.uint8)
+
+
+def test_precedence_explicit_then_model_then_library():
+    model = RecordingFlow({"mode": "direct", "processing_size": 128})
+    assert resolve_options(None) == LIBRARY_DEFAULTS
+    options = resolve_options(model)
+    assert options.mode == "direct" and options.processing_size == 128 and options.method == "weighted_sum"
+    assert resolve_options(model, mode="chained").mode == "chained"
+    # An explicit factor replaces the model's processing size, and the reverse.
+    options = resolve_options(model, upsample_factor=2)
+    assert options.processing_size is None and options.upsample_factor == 2
+    options = resolve_options(RecordingFlow({"upsample_factor": 4}), processing_size=64)
+    assert options.processing_size == 64 and options.upsample_factor == 1
+    with pytest.raises(ValueError, match="not both"):
+        resolve_options(model, upsample_factor=2, processing_size=64)
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [
+        ({"mode": "sideways"}, "tracking mode"),
+        ({"method": "weighted_argmax"}, "needs a window"),
+        ({"upsample_factor": 0}, "positive"),
+        ({"processing_size": 4}, "at least 8"),
+        ({"processing_size": 100.5}, "integer"),
+    ],
+)
+def test_bad_options_are_named(bad, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_options(None, **bad)
+    with pytest.raises(ValueError, match=match):
+        resolve_options(RecordingFlow(bad))  # from a model's defaults too
+
+
+def test_unknown_option_names_are_refused():
+    with pytest.raises(TypeError, match="unknown tracking options"):
+        resolve_options(None, upsample=2)
+    with pytest.raises(ValueError, match="unknown options"):
+        resolve_options(RecordingFlow({"resize": 2}))
+
+
+def test_model_size_follows_processing_size_or_factor():
+    assert TrackingOptions(processing_size=128).model_size(256, 384) == (128, 192)
+    assert TrackingOptions(processing_size=128).model_size(368, 480) == scaled_size(368, 480, 128)
+    assert TrackingOptions(upsample_factor=2).model_size(256, 256) == (512, 512)
+    assert TrackingOptions().model_size(50, 70) == (50, 70)
+
+
+def test_track_without_options_uses_the_models_defaults():
+    video, queries = _video(), torch.tensor([[[0.0, 10.0, 20.0]]])
+    model = RecordingFlow({"mode": "direct", "processing_size": 32})
+    tracks, occluded = track(model, video, queries)
+    assert set(model.sizes) == {(32, 48)}  # 64×96 seen at short side 32
+    assert len(model.sizes) == 2  # direct mode: query frame 0 → frames 1 and 2
+    assert torch.allclose(tracks[0, 0], torch.tensor([20.0, 10.0]).expand(3, 2))  # zero flow
+    # An explicit option wins over the model's.
+    model.sizes.clear()
+    track(model, video, queries, upsample_factor=1, mode="chained")
+    assert set(model.sizes) == {(64, 96)} and len(model.sizes) == 4  # 2 steps × (forward, backward)
