@@ -2,6 +2,7 @@
 
     gmrw-data check DIR --format FORMAT [--limit N] [--quick] [--strict]
     gmrw-data tiny DIR --format FORMAT
+    gmrw-data download NAME DIR [--split S]... [--workers N] [--keep-archives] [--dry-run] [--mirror URL]
 
 FORMAT is kinetics, kubric, tapvid_davis, tapvid_rgb_stacking, tapvid_kinetics, tapvid_kubric (tracks
 sampled from movi_e's validation split: DIR is the TFDS data_dir) or tapvid_kubric_tsv (the
@@ -9,7 +10,9 @@ reference's validation_data.tsv).
 
 ``check`` prints counts, resolutions, frame counts and bad files; it exits 1 when the folder is
 unusable (missing, wrong layout, nothing readable) and, with ``--strict``, also when any bad file
-was found. ``tiny`` writes a tiny dataset in the real format (for smoke runs).
+was found. ``tiny`` writes a tiny dataset in the real format (for smoke runs). ``download`` fetches
+a dataset from its publisher into the layout the readers take (:mod:`gmrw.data.download`); it exits 1
+when any file failed, 2 when it could not start, 130 when interrupted.
 """
 
 from __future__ import annotations
@@ -35,7 +38,80 @@ def _parser() -> argparse.ArgumentParser:
     tiny = sub.add_parser("tiny", help="write a tiny dataset in the real format")
     tiny.add_argument("path")
     tiny.add_argument("--format", required=True, choices=FORMATS)
+    _add_download(sub)
     return parser
+
+
+def _add_download(sub) -> None:
+    from gmrw.data.download.registry import DATASETS, NOT_DOWNLOADABLE
+
+    names = "; ".join(f"{n}: {s.title}" for n, s in DATASETS.items())
+    skipped = "; ".join(f"{n}: {why}" for n, why in NOT_DOWNLOADABLE.items())
+    download = sub.add_parser(
+        "download",
+        help="fetch a dataset into the layout the readers take",
+        description=f"NAME is one of {names}. Not here: {skipped}.",
+    )
+    download.add_argument("name", metavar="NAME", help=", ".join(DATASETS))
+    download.add_argument(
+        "path", metavar="DIR", help="target folder (created; reruns resume and skip what is done)"
+    )
+    download.add_argument("--split", action="append", help="only this split (repeatable); default: all")
+    download.add_argument("--workers", type=_positive, default=4, help="parallel transfers (default 4)")
+    download.add_argument(
+        "--keep-archives", action="store_true", help="keep tarballs/zips in DIR/.download after unpacking"
+    )
+    download.add_argument(
+        "--dry-run", action="store_true", help="print what would be fetched and the disk space it needs"
+    )
+    download.add_argument(
+        "--mirror", metavar="BASE_URL", help="fetch the publisher's paths from this server instead"
+    )
+    download.add_argument(
+        "--retries", type=_non_negative, default=5, help="failed attempts in a row per file"
+    )
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
+
+
+def _download(args: argparse.Namespace) -> int:
+    from gmrw.data.download.http import RetryPolicy
+    from gmrw.data.download.progress import make_reporter
+    from gmrw.data.download.report import plan_lines, summary_lines
+    from gmrw.data.download.runner import DownloadSetupError, Options, download
+
+    options = Options(
+        workers=args.workers,
+        keep_archives=args.keep_archives,
+        dry_run=args.dry_run,
+        mirror=args.mirror,
+        policy=RetryPolicy(retries=args.retries),
+    )
+    try:
+        summary = download(args.name, args.path, args.split, options, make_reporter(sys.stdout))
+    except DownloadSetupError as exc:
+        print(f"gmrw-data download: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:  # while planning; the transfers handle their own
+        print("gmrw-data download: interrupted before any transfer started", file=sys.stderr)
+        return 130
+    lines = plan_lines(summary, args.mirror) if args.dry_run else summary_lines(summary)
+    print("\n".join(lines))
+    if summary.interrupted:
+        return 130
+    return 0 if summary.ok else 1
 
 
 def _tiny(path: str, fmt: str) -> str:
@@ -58,6 +134,8 @@ def _tiny(path: str, fmt: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "download":
+        return _download(args)
     if args.command == "tiny":
         print(_tiny(args.path, args.format))
         return 0

@@ -26,11 +26,10 @@ from torch.utils.data import Dataset
 from gmrw.data.crops import CycleCropper
 from gmrw.data.datamodule import ClipDataModule
 from gmrw.data.sampling import split_key
-from gmrw.data.video_io import BadVideoError, SharedSkipList, read_frames, warn_skip
+from gmrw.data.video_io import VIDEO_EXTENSIONS, BadVideoError, SharedSkipList, read_frames, warn_skip
 
 log = logging.getLogger(__name__)
 
-VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi")
 KINETICS_LAYOUT = (
     "expected ROOT/{split}/<class name>/<video id>.mp4 (Kinetics-700-2020 as downloaded by the cvdf scripts)"
 )

@@ -70,6 +70,12 @@ def _version_key(name: str) -> tuple[int, ...]:
 
 def find_version_dir(root: str | os.PathLike) -> Path:
     """``root`` (a data_dir, ``…/movi_e``, ``…/movi_e/256x256`` or a version folder) → the newest version folder."""
+    if re.match(r"^[a-zA-Z][\w+.-]*://", str(root)):
+        # Records are read by byte offset from local files; a bucket would be read across the network.
+        raise FileNotFoundError(
+            f"Kubric root {root} is a URL; the reader takes a local copy: gmrw-data download movi_e DIR, "
+            "then data.root=DIR"
+        )
     root = Path(root)
     if not root.exists():
         raise FileNotFoundError(f"Kubric root {root} does not exist: {KUBRIC_LAYOUT}")

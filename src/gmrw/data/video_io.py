@@ -18,6 +18,9 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
+#: File name endings of the videos a dataset folder is searched for (Kinetics; the downloader).
+VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi")
+
 
 def import_decord():
     """``decord``, imported so that its bundled zlib cannot shadow the system's.

@@ -1,0 +1,71 @@
+"""The text a download prints before (``--dry-run``) and after a run."""
+
+from __future__ import annotations
+
+from gmrw.data.download.disk import human_bytes
+from gmrw.data.download.http import mirror_url
+from gmrw.data.download.runner import Summary
+
+
+def _space_lines(summary: Summary) -> list[str]:
+    space = summary.space
+    lines = [
+        f"disk: needs {human_bytes(space.needed)} more at {space.path} "
+        f"(archives counted once more while they unpack{'; kept afterwards' if summary.keep_archives else ''}), "
+        f"{human_bytes(space.free)} free"
+    ]
+    if space.unknown_sizes:
+        lines.append(f"disk: {space.unknown_sizes} file(s) of unknown size are not counted")
+    if not space.enough:
+        lines.append("disk: NOT ENOUGH SPACE: the download would refuse to start")
+    return lines
+
+
+def plan_lines(summary: Summary, mirror: str | None = None) -> list[str]:
+    """What a dry run would fetch: one line per file (URL, size, destination), then the totals."""
+    lines = [f"{summary.spec.title} → {summary.root}"]
+    for item in summary.pending:
+        where = item.dest if item.unpack is None else f"unpack into {_unpack_target(item)}"
+        lines.append(f"GET {mirror_url(item.url, mirror)}  {human_bytes(item.size)}  → {where}")
+    for outcome in summary.missing:
+        lines.append(f"MISSING {outcome.detail}")
+    known = sum(i.size for i in summary.pending if i.size is not None)
+    lines.append(
+        f"would fetch {len(summary.pending)} file(s), {human_bytes(known)}; "
+        f"{summary.skipped} already complete; {len(summary.missing)} refused by the server"
+    )
+    return lines + _space_lines(summary)
+
+
+def _unpack_target(item) -> str:
+    unpack = item.unpack
+    return str(getattr(unpack, "split_dir", None) or getattr(unpack, "folder", ""))
+
+
+def summary_lines(summary: Summary) -> list[str]:
+    """The end of a run: counts, failures by name, and what to run next."""
+    spec = summary.spec
+    done = [o for o in summary.outcomes if o.ok]
+    lines = [
+        f"{spec.name}: {len(done)} file(s) done, {len(summary.failed)} failed, {summary.skipped} already "
+        f"complete; {human_bytes(summary.transferred)} downloaded in {summary.seconds:.0f}s"
+    ]
+    if summary.interrupted:
+        lines.append("interrupted: partial files are kept; run the same command again to resume")
+    for outcome in summary.failed:
+        lines.append(f"FAILED {outcome.item.name}: {outcome.detail}")
+    if summary.ok:
+        lines.append(f"layout: {spec.layout.replace('DIR', str(summary.root))}")
+        if summary.splits != spec.splits and spec.checks:
+            lines.append(f"check: `gmrw-data check` wants every split ({', '.join(spec.splits)})")
+        else:
+            for fmt, rel in spec.checks:
+                path = summary.root / rel if rel else summary.root
+                lines.append(f"check: gmrw-data check {path} --format {fmt}")
+        if spec.config:
+            lines.append(f"use: {spec.config.replace('DIR', str(summary.root))}")
+    elif summary.failed:
+        lines.append("run the same command again to retry what failed; complete files are skipped")
+    if spec.note:
+        lines.append(f"note: {spec.note.replace('DIR', str(summary.root))}")
+    return lines
