@@ -83,3 +83,45 @@ def test_track_without_options_uses_the_models_defaults():
     model.sizes.clear()
     track(model, video, queries, upsample_factor=1, mode="chained")
     assert set(model.sizes) == {(64, 96)} and len(model.sizes) == 4  # 2 steps × (forward, backward)
+
+
+class ShiftFlow(RecordingFlow):
+    """Forward flows (later frame) shift by +3 px in x; backward flows shift back by -3 px, except
+    that pairs into frame 0 from frame 2 come back 10 px short (a failed round trip)."""
+
+    def __init__(self, defaults=None):
+        super().__init__(defaults)
+        self.frame_pairs: list[tuple[float, float]] = []
+
+    def flow(self, src, dst, method="weighted_sum", window=None, size=None):
+        # frames carry their index in every pixel (see _indexed_video)
+        s, d = src[:, 0, 0, 0], dst[:, 0, 0, 0]
+        out = torch.zeros(src.shape[0], 2, *size)
+        for k in range(src.shape[0]):
+            shift = 3.0 * (float(d[k]) - float(s[k]))
+            if float(s[k]) == 2 and float(d[k]) == 0:
+                shift += 10.0
+            out[k, 0] = shift
+        return out
+
+
+def _indexed_video(t=3, h=32, w=48):
+    video = torch.zeros(1, t, h, w, 3, dtype=torch.uint8)
+    for i in range(t):
+        video[0, i] = i
+    return video
+
+
+def test_direct_round_trip_flags_points_that_do_not_come_back():
+    video = _indexed_video()
+    queries = torch.tensor([[[0.0, 10.0, 5.0]]])
+    model = ShiftFlow()
+    tracks, occluded = track(model, video, queries, mode="direct")
+    assert torch.allclose(tracks[0, 0, :, 0], torch.tensor([5.0, 8.0, 11.0]))
+    assert not occluded.any()  # the paper's rule: only points outside the frame
+    tracks2, occluded = track(model, video, queries, mode="direct", round_trip=4.0)
+    assert torch.equal(tracks2, tracks)
+    assert occluded[0, 0].tolist() == [False, False, True]  # frame 2 → 0 misses by 10 px
+    assert not track(model, video, queries, mode="direct", round_trip=12.0)[1].any()
+    with pytest.raises(ValueError, match="round_trip"):
+        resolve_options(None, round_trip=0)

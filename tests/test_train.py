@@ -18,6 +18,17 @@ SMALL = [
     "model.net.num_transformer_layers=2",
     "model.net.ffn_dim_expansion=2",
     "data.num_workers=0",
+    # the world and both validation sets, small
+    "data.img_size1=[64,64]",
+    "data.img_size2=[48,48]",
+    "data.frame_size=[64,64]",
+    "data.texture_bank=8",
+    "data.num_val_videos=2",
+    "data.val_num_frames=6",
+    "data.val_frame_size=[48,48]",
+    "data.val_photos_videos=1",
+    "data.val_photos_frames=4",
+    "model.tracking.processing_size=64",
 ]
 
 
@@ -65,6 +76,10 @@ def test_short_run_learns_and_writes_summary(tmp_path):
     assert Path(summary["last_checkpoint"]).is_file()
     for key in ("train/loss", "train/cycle_loss", "train/accuracy", "val/aj", "val/delta_avg", "val/oa"):
         assert key in summary["first"] and key in summary["last"], key
+    # Both validation sets, before training and after the last step, in the history.
+    for key in ("val/aj", "val_photos/aj", "val_photos/delta_avg", "val_photos/oa"):
+        assert [step for step, _ in summary["history"][key]] == [0, 40], key
+    assert len(summary["history"]["train/cycle_loss"]) >= 30
     assert json.loads((tmp_path / "summary.json").read_text()) == summary
     assert list((tmp_path / "viz").glob("flows_step*.png")), "flow visualiser wrote no picture"
 

@@ -28,11 +28,14 @@ def _as_number(value: Any) -> float | None:
 class RunSummary(pl.Callback):
     """Writes ``<output_dir>/summary.json`` on global rank 0 when fitting ends (or fails):
 
-    ``{"first": {metric: value}, "last": {metric: value}, "steps": int, "wall_time_s": float,
-    "last_checkpoint": str | null, "status": "finished" | "failed" | "interrupted"}``
+    ``{"first": {metric: value}, "last": {metric: value}, "history": {metric: [[step, value], ...]},
+    "steps": int, "wall_time_s": float, "last_checkpoint": str | null,
+    "status": "finished" | "failed" | "interrupted"}``
 
     "first" is the first value ever logged for each metric (validation before training gives the
-    untrained model's ``val/aj``); "last" is its latest value.
+    untrained model's ``val/aj``); "last" is its latest value. "history" holds every validation
+    metric at every validation, and the training metrics every ``log_every_n_steps`` steps: enough
+    to plot learning curves without a logger.
     """
 
     def __init__(self, output_dir: str, filename: str = "summary.json"):
@@ -40,21 +43,34 @@ class RunSummary(pl.Callback):
         self.path = Path(output_dir) / filename
         self.first: dict[str, float] = {}
         self.last: dict[str, float] = {}
+        self.history: dict[str, list[list[float]]] = {}
         self._start = time.monotonic()
 
-    def _record(self, trainer: pl.Trainer) -> None:
+    def _record(self, trainer: pl.Trainer, history: str | None = None) -> None:
+        """Remember the current metrics; those whose names start with ``history`` (``"train/"``,
+        or ``""`` for all) also go into the history at this step."""
         for key, value in trainer.callback_metrics.items():
             number = _as_number(value)
             if number is None:
                 continue
             self.first.setdefault(key, number)
             self.last[key] = number
+            if history is not None and key.startswith(history):
+                self.history.setdefault(key, []).append([int(trainer.global_step), number])
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._record(trainer)
+        every = max(1, int(getattr(trainer, "log_every_n_steps", 1) or 1))
+        self._record(trainer, history="train/" if trainer.global_step % every == 0 else None)
 
     def on_validation_end(self, trainer, pl_module) -> None:
+        if trainer.sanity_checking:
+            return
         self._record(trainer)
+        # Only the metrics this validation produced (callback_metrics also holds training ones).
+        for key, value in trainer.callback_metrics.items():
+            number = _as_number(value)
+            if number is not None and not key.startswith("train/"):
+                self.history.setdefault(key, []).append([int(trainer.global_step), number])
 
     def on_fit_end(self, trainer, pl_module) -> None:
         self._record(trainer)
@@ -74,6 +90,7 @@ class RunSummary(pl.Callback):
             "status": status,
             "first": dict(sorted(self.first.items())),
             "last": dict(sorted(self.last.items())),
+            "history": dict(sorted(self.history.items())),
             "steps": int(trainer.global_step),
             "wall_time_s": round(time.monotonic() - self._start, 3),
             "last_checkpoint": last_checkpoint,

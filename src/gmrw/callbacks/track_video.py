@@ -48,6 +48,8 @@ class TrackVideoLogger(pl.Callback):
         trail_length: frames of trail behind each point.
         min_side: small videos are enlarged (integer factor) to at least this short side.
         max_points: draw at most this many tracks (the first ones).
+        val_set: draw the first video of this validation set (a name in the datamodule's
+            ``val_set_names``, e.g. ``val_photos``) when there is one; else of the first set.
     """
 
     def __init__(
@@ -58,6 +60,7 @@ class TrackVideoLogger(pl.Callback):
         trail_length: int = 8,
         min_side: int = 256,
         max_points: int = 64,
+        val_set: str | None = None,
     ):
         super().__init__()
         if every_n_validations <= 0:
@@ -68,9 +71,16 @@ class TrackVideoLogger(pl.Callback):
         self.trail_length = trail_length
         self.min_side = min_side
         self.max_points = max_points
+        self.val_set = val_set
         self.validations = 0
         self._first: dict | None = None
         self.written: list[Path] = []
+
+    def _loader_index(self, trainer: pl.Trainer) -> int:
+        """Index of the validation loader to draw from: the set named ``val_set`` if the
+        datamodule has it, else the first."""
+        names = list(getattr(getattr(trainer, "datamodule", None), "val_set_names", None) or [])
+        return names.index(self.val_set) if self.val_set in names else 0
 
     def _active(self, trainer: pl.Trainer) -> bool:
         return trainer.is_global_zero and not trainer.sanity_checking
@@ -78,7 +88,7 @@ class TrackVideoLogger(pl.Callback):
     def on_validation_batch_end(
         self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
     ) -> None:
-        if batch_idx != 0 or dataloader_idx != 0 or not self._active(trainer):
+        if batch_idx != 0 or dataloader_idx != self._loader_index(trainer) or not self._active(trainer):
             return
         if not isinstance(batch, dict) or "video" not in batch or "query_points" not in batch:
             return

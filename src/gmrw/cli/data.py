@@ -3,6 +3,7 @@
     gmrw-data check DIR --format FORMAT [--limit N] [--quick] [--strict]
     gmrw-data tiny DIR --format FORMAT
     gmrw-data download NAME DIR [--split S]... [--workers N] [--keep-archives] [--dry-run] [--mirror URL]
+    gmrw-data photos FILE.pkl [--videos N] [--frames T] [--seed S]
 
 FORMAT is kinetics, kubric, tapvid_davis, tapvid_rgb_stacking, tapvid_kinetics, tapvid_kubric (tracks
 sampled from movi_e's validation split: DIR is the TFDS data_dir) or tapvid_kubric_tsv (the
@@ -12,7 +13,9 @@ reference's validation_data.tsv).
 unusable (missing, wrong layout, nothing readable) and, with ``--strict``, also when any bad file
 was found. ``tiny`` writes a tiny dataset in the real format (for smoke runs). ``download`` fetches
 a dataset from its publisher into the layout the readers take (:mod:`gmrw.data.download`); it exits 1
-when any file failed, 2 when it could not start, 130 when interrupted.
+when any file failed, 2 when it could not start, 130 when interrupted. ``photos`` writes the
+real-photo tracking benchmark (:mod:`gmrw.data.photo_videos`) as a ``tapvid_davis`` pickle, for
+``gmrw-eval data=tapvid_davis data.path=FILE.pkl``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ def _parser() -> argparse.ArgumentParser:
     tiny.add_argument("path")
     tiny.add_argument("--format", required=True, choices=FORMATS)
     _add_download(sub)
+    photos = sub.add_parser("photos", help="write the real-photo tracking benchmark as a tapvid_davis pickle")
+    photos.add_argument("path", help="output .pkl file")
+    photos.add_argument("--videos", type=int, default=16, help="number of videos (default 16)")
+    photos.add_argument("--frames", type=int, default=16, help="frames per video (default 16)")
+    photos.add_argument("--seed", type=int, default=0, help="which benchmark draw (default 0)")
     return parser
 
 
@@ -138,6 +146,17 @@ def main(argv: list[str] | None = None) -> int:
         return _download(args)
     if args.command == "tiny":
         print(_tiny(args.path, args.format))
+        return 0
+    if args.command == "photos":
+        if args.videos < 1 or args.frames < 2:
+            print("gmrw-data photos: --videos must be >= 1 and --frames >= 2", file=sys.stderr)
+            return 2
+        from gmrw.data.photo_videos import write_tapvid_pickle
+
+        path = write_tapvid_pickle(
+            args.path, num_videos=args.videos, num_frames=args.frames, seed=args.seed, progress=True
+        )
+        print(path)
         return 0
     from gmrw.data.check import check_dataset, print_report
 

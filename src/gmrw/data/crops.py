@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.conversions import normalize_homography
 
+from gmrw.data.sizes import image_size
+
 # Scale range of the second crop and how far its aspect ratio may stray from img_size2's,
 # as in the paper's data-augmentation settings.
 AUG_SETTINGS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
@@ -32,14 +34,6 @@ AUG_SETTINGS: dict[str, tuple[tuple[float, float], tuple[float, float]]] = {
     "setting3": ((0.5, 1.0), (0.7, 1.3)),
     "setting4": ((0.7, 0.7), (1.0, 1.0)),
 }
-
-
-def _pair(size: int | tuple[int, int] | list[int]) -> tuple[int, int]:
-    if isinstance(size, int):
-        return (size, size)
-    if len(size) != 2:
-        raise ValueError(f"expected an image size (H, W) or a single int, got {size!r}")
-    return (int(size[0]), int(size[1]))
 
 
 @dataclass(frozen=True)
@@ -65,8 +59,8 @@ class CycleCropper:
             raise ValueError(
                 f"unknown augmentation setting {setting!r}; choose one of {sorted(AUG_SETTINGS)}"
             )
-        self.size1 = _pair(img_size1)
-        self.size2 = _pair(img_size2)
+        self.size1 = image_size(img_size1)
+        self.size2 = image_size(img_size2)
         self.setting = setting
         scale, ratio_factor = AUG_SETTINGS[setting]
         # kornia's ratio is width / height.

@@ -1,7 +1,7 @@
 """The part every training datamodule shares: a step-stream training loader and TAP-Vid validation.
 
 Subclasses (synthetic, Kubric, Kinetics) only say how to build their training clips
-(:meth:`ClipDataModule.build_train_set`) and, if not from a ``val`` config, their validation set.
+(:meth:`ClipDataModule.build_train_set`) and, if not from a ``val`` config, their validation sets.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ class ClipDataModule(pl.LightningDataModule):
     Training reads :func:`gmrw.data.sampling.training_loader`'s step-indexed stream: exact resume,
     and each rank takes its own slice, so the trainer's ``use_distributed_sampler`` must be false
     (our trainer configs set it). Validation serves batch-size-1 TAP-Vid examples, sharded over
-    ranks without padding.
+    ranks without padding, from one loader per named set (:attr:`val_set_names`; the module logs
+    ``<name>/aj`` and so on for each).
 
     Args:
         batch_size, num_workers, pin_memory: of the training loader.
@@ -37,19 +38,27 @@ class ClipDataModule(pl.LightningDataModule):
         self.pin_memory = bool(pin_memory)
         self.val_cfg = dict(val) if val is not None else None
         self.train_set: Dataset | None = None
-        self.val_set: Dataset | None = None
+        self.val_sets: dict[str, Dataset] | None = None
 
     def build_train_set(self) -> Dataset:
         raise NotImplementedError
 
-    def build_val_set(self) -> Dataset | None:
-        return build_tapvid_dataset(self.val_cfg)
+    def build_val_sets(self) -> dict[str, Dataset]:
+        """Validation sets by name (the metric prefix); here the ``val`` config's TAP-Vid set."""
+        dataset = build_tapvid_dataset(self.val_cfg)
+        return {} if dataset is None else {"val": dataset}
+
+    @property
+    def val_set_names(self) -> list[str]:
+        """Names of the validation sets, in the order of :meth:`val_dataloader`'s loaders."""
+        self.setup("validate")
+        return list(self.val_sets)
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):
             self.train_set = self.build_train_set()
-        if self.val_set is None and stage in (None, "fit", "validate"):
-            self.val_set = self.build_val_set()
+        if self.val_sets is None and stage in (None, "fit", "validate"):
+            self.val_sets = self.build_val_sets()
 
     def train_dataloader(self) -> DataLoader:
         self.setup("fit")
@@ -63,13 +72,11 @@ class ClipDataModule(pl.LightningDataModule):
             pin_memory=self.pin_memory,
         )
 
-    def val_dataloader(self) -> DataLoader | list:
+    def val_dataloader(self) -> list[DataLoader]:
         self.setup("validate")
-        if self.val_set is None:
-            return []
         trainer = self.trainer_or_none()
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
-        return tapvid_loader(self.val_set, rank, world, num_workers=0)
+        return [tapvid_loader(dataset, rank, world, num_workers=0) for dataset in self.val_sets.values()]
 
     def trainer_or_none(self) -> pl.Trainer | None:
         """The attached trainer, or None when the datamodule is used on its own."""

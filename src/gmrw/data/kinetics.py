@@ -25,7 +25,8 @@ from torch.utils.data import Dataset
 
 from gmrw.data.crops import CycleCropper
 from gmrw.data.datamodule import ClipDataModule
-from gmrw.data.sampling import split_key
+from gmrw.data.sampling import mix_seeds, split_key
+from gmrw.data.sizes import image_size
 from gmrw.data.video_io import VIDEO_EXTENSIONS, BadVideoError, SharedSkipList, read_frames, warn_skip
 
 log = logging.getLogger(__name__)
@@ -49,13 +50,6 @@ def list_videos(root: str | os.PathLike, split: str) -> list[Path]:
     if not videos:
         raise FileNotFoundError(f"no videos found in {split_dir}: {KINETICS_LAYOUT.format(split=split)}")
     return videos
-
-
-def _mix(*values: int) -> int:
-    """A well-spread 63-bit seed from integers (stable across processes, unlike hash())."""
-    return int(
-        np.random.SeedSequence([int(v) % (2**63) for v in values]).generate_state(1, np.uint64)[0] >> 1
-    )
 
 
 class KineticsPairs(Dataset):
@@ -99,7 +93,7 @@ class KineticsPairs(Dataset):
         if attempt == 0:
             return index
         # Another video, deterministically from the sample's seed; avoid ones known to be bad.
-        rng = np.random.default_rng(_mix(sample_seed, attempt, 7))
+        rng = np.random.default_rng(mix_seeds(sample_seed, attempt, 7))
         for _ in range(8):
             cand = int(rng.integers(0, len(self.videos)))
             if not self.skips.is_bad(cand):
@@ -107,7 +101,7 @@ class KineticsPairs(Dataset):
         return cand
 
     def load_pair(self, video_index: int, sample_seed: int) -> tuple[np.ndarray, tuple[int, ...]]:
-        rng = np.random.default_rng(_mix(sample_seed, video_index, 1))
+        rng = np.random.default_rng(mix_seeds(sample_seed, video_index, 1))
         return read_frames(self.videos[video_index], frame_gap=self.frame_gap, rng=rng)
 
     def __getitem__(self, key) -> dict[str, Any]:
@@ -126,7 +120,7 @@ class KineticsPairs(Dataset):
                     warn_skip(self.videos[vid], str(exc))
                 continue
             pair = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-            clip = self.cropper(pair, generator_seed=_mix(sample_seed, 2))
+            clip = self.cropper(pair, generator_seed=mix_seeds(sample_seed, 2))
             return {
                 "frames": clip.frames,
                 "affine_b2f": clip.affine_b2f,
@@ -203,8 +197,8 @@ class KineticsDataModule(ClipDataModule):
         self.dataset_kwargs = {
             "root": root,
             "split": split,
-            "img_size1": _size(img_size1),
-            "img_size2": _size(img_size2),
+            "img_size1": image_size(img_size1),
+            "img_size2": image_size(img_size2),
             "aug_setting": aug_setting,
             "frame_gap": int(frame_gap),
             "seed": self.seed,
@@ -231,9 +225,3 @@ class KineticsDataModule(ClipDataModule):
             )
         else:
             log.info("rank %d: no unreadable videos met in this run", rank)
-
-
-def _size(size) -> tuple[int, int]:
-    if isinstance(size, int):
-        return (size, size)
-    return (int(size[0]), int(size[1]))

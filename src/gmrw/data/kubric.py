@@ -39,8 +39,8 @@ from torch.utils.data import Dataset
 
 from gmrw.data.crops import CycleCropper
 from gmrw.data.datamodule import ClipDataModule
-from gmrw.data.kinetics import _mix, _size
-from gmrw.data.sampling import split_key
+from gmrw.data.sampling import mix_seeds, split_key
+from gmrw.data.sizes import image_size
 from gmrw.data.tf_example import select_features, select_from_bytes
 
 log = logging.getLogger(__name__)
@@ -279,10 +279,10 @@ class KubricPairs(Dataset):
 
     def __getitem__(self, key) -> dict[str, Any]:
         index, sample_seed = split_key(key, self.seed)
-        rng = np.random.default_rng(_mix(sample_seed, 1))
+        rng = np.random.default_rng(mix_seeds(sample_seed, 1))
         frames, _ = self.reader.video_frames(index, lambda n: self.pick_frames(n, rng))  # (2, H, W, 3)
         pair = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
-        clip = self.cropper(pair, generator_seed=_mix(sample_seed, 2))
+        clip = self.cropper(pair, generator_seed=mix_seeds(sample_seed, 2))
         return {
             "frames": clip.frames,
             "affine_b2f": clip.affine_b2f,
@@ -340,8 +340,8 @@ class KubricDataModule(ClipDataModule):
         self.dataset_kwargs = {
             "root": root,
             "split": split,
-            "img_size1": _size(img_size1),
-            "img_size2": _size(img_size2),
+            "img_size1": image_size(img_size1),
+            "img_size2": image_size(img_size2),
             "aug_setting": aug_setting,
             "frame_gap": int(frame_gap),
             "random_frame_skip": bool(random_frame_skip),

@@ -29,6 +29,15 @@ SampleKey = tuple[int, int]
 _STREAM_LENGTH = 2**40
 
 
+def mix_seeds(*values: int) -> int:
+    """A well-spread 63-bit seed from integers (stable across processes, unlike hash())."""
+    import numpy as np
+
+    return int(
+        np.random.SeedSequence([int(v) % (2**63) for v in values]).generate_state(1, np.uint64)[0] >> 1
+    )
+
+
 def split_key(key: int | SampleKey, base_seed: int = 0) -> SampleKey:
     """A dataset key → ``(index, sample_seed)``; a bare index gets a seed derived from it."""
     if isinstance(key, tuple):

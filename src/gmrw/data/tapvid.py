@@ -40,9 +40,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from gmrw.data.queries import QUERY_STRIDE, check_query_mode, tapvid_queries
 from gmrw.data.sampling import RankStridedSampler
 
-QUERY_MODES = ("first", "strided")
 FORMATS = ("tapvid_davis", "tapvid_rgb_stacking", "tapvid_kinetics", "tapvid_kubric", "tapvid_kubric_tsv")
 
 
@@ -55,38 +55,23 @@ def sample_queries_first(occluded: np.ndarray, points: np.ndarray) -> dict[str, 
     occluded (N, T) bool, points (N, T, 2) (x, y) → query_points (M, 3) (t, y, x),
     target_points (M, T, 2), occluded (M, T).
     """
-    occluded = np.asarray(occluded, dtype=bool)
-    keep = (~occluded).any(axis=1)
-    points, occluded = points[keep], occluded[keep]
-    t = np.argmax(~occluded, axis=1) if len(occluded) else np.zeros(0, dtype=np.int64)
-    rows = np.arange(len(points))
-    xy = points[rows, t] if len(points) else np.zeros((0, 2), points.dtype)
-    queries = (
-        np.stack([t.astype(np.float32), xy[:, 1], xy[:, 0]], axis=-1) if len(points) else np.zeros((0, 3))
-    )
-    return {"query_points": queries, "target_points": points, "occluded": occluded}
+    return _sampled(points, occluded, "first")
 
 
 def sample_queries_strided(
-    occluded: np.ndarray, points: np.ndarray, stride: int = 5
+    occluded: np.ndarray, points: np.ndarray, stride: int = QUERY_STRIDE
 ) -> dict[str, np.ndarray]:
     """Every ``stride`` frames, one query per track visible at that frame (a track can give several).
 
     Queries are ordered by query frame, then by track, as tapnet does.
     """
-    occluded = np.asarray(occluded, dtype=bool)
-    queries, tracks, occs = [], [], []
-    for t in range(0, occluded.shape[1], stride):
-        vis = ~occluded[:, t]
-        q = np.stack([np.full(vis.sum(), t, np.float32), points[vis, t, 1], points[vis, t, 0]], axis=-1)
-        queries.append(q)
-        tracks.append(points[vis])
-        occs.append(occluded[vis])
-    return {
-        "query_points": np.concatenate(queries) if queries else np.zeros((0, 3)),
-        "target_points": np.concatenate(tracks) if tracks else np.zeros((0,) + points.shape[1:]),
-        "occluded": np.concatenate(occs) if occs else np.zeros((0, occluded.shape[1]), bool),
-    }
+    return _sampled(points, occluded, "strided", stride)
+
+
+def _sampled(points, occluded, mode: str, stride: int = QUERY_STRIDE) -> dict[str, np.ndarray]:
+    points, occluded = np.asarray(points), np.asarray(occluded, dtype=bool)
+    queries, index = tapvid_queries(points, occluded, mode, stride)
+    return {"query_points": queries, "target_points": points[index], "occluded": occluded[index]}
 
 
 # ------------------------------------------------------------------------------ decoding helpers
@@ -113,11 +98,6 @@ def resize_video(video: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         x, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink
     )
     return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
-
-
-def _check_query_mode(query_mode: str) -> None:
-    if query_mode not in QUERY_MODES:
-        raise ValueError(f"unknown query mode {query_mode!r}; choose one of {list(QUERY_MODES)}")
 
 
 def make_example(
@@ -176,7 +156,7 @@ class TapVidDataset(Dataset):
     ):
         if format not in FORMATS:
             raise ValueError(f"unknown TAP-Vid format {format!r}; choose one of {list(FORMATS)}")
-        _check_query_mode(query_mode)
+        check_query_mode(query_mode)
         self.format = format
         self.path = Path(path)
         self.query_mode = query_mode

@@ -186,10 +186,11 @@ def track(
     cache_flows: bool = True,
     progress: bool = False,
     processing_size: int | None = None,
+    round_trip: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Track query points through a video with a GMRW model, as the paper's TAP-Vid evaluation.
 
-    Options left as ``None`` (mode, upsample_factor / processing_size, method, window) take the
+    Options left as ``None`` (mode, upsample_factor / processing_size, method, window, round_trip) take the
     values the model carries (``model.tracking_defaults``, recorded in our checkpoints: how that
     model tracks best), else the library defaults (chained, ×1, weighted_sum); see
     :mod:`gmrw.tracking.options`.
@@ -207,6 +208,8 @@ def track(
             before the model; flows are resized back, so tracks stay in input pixels.
         processing_size: instead of ``upsample_factor``, the short side (px) of the frames the
             model sees (each side rounded to a multiple of 8).
+        round_trip: direct mode: also occluded where the flow back to the query frame misses the
+            query by this many input px (the reverse flows share the forward ones' computation).
         method / window: the flow read-out (``"weighted_sum"``, ``"argmax"``,
             ``"weighted_argmax"`` with ``window`` in feature cells).
         pair_batch_size: frame pairs per model call (memory vs. speed).
@@ -225,6 +228,7 @@ def track(
         window=window,
         upsample_factor=upsample_factor,
         processing_size=processing_size,
+        round_trip=round_trip,
     )
     check_video(video)
     b, t, h, w, _ = video.shape
@@ -253,7 +257,9 @@ def track(
                 steps = max(1, pair_batch_size // (2 * b))
                 tracks, visible = chained_tracks(queries, t, (h, w), flows, steps, cache_flows)
             else:
-                tracks, visible = direct_tracks(queries, t, (h, w), flows, max(1, pair_batch_size))
+                tracks, visible = direct_tracks(
+                    queries, t, (h, w), flows, max(1, pair_batch_size), options.round_trip
+                )
     finally:
         if bar is not None:
             bar.close()
@@ -270,9 +276,11 @@ def grid_queries(grid_size: int, height: int, width: int, frame: int = 0) -> tor
     return torch.stack((torch.full_like(yy, float(frame)), yy, xx), dim=-1).reshape(-1, 3)
 
 
-def count_pairs(mode: str, queries: torch.Tensor, num_frames: int) -> int:
-    """Frame pairs ``track`` sends to the model (with ``cache_flows``): for progress bars and tests."""
+def count_pairs(mode: str, queries: torch.Tensor, num_frames: int, round_trip: bool = False) -> int:
+    """Flows ``track`` reads from the model (with ``cache_flows``): for progress bars and tests.
+    Direct mode with ``round_trip`` reads each pair's reverse flow too."""
     if mode == "chained":
         return 2 * queries.shape[0] * (num_frames - 1) if queries.shape[1] else 0
     frames = torch.round(queries[..., 0]).long()
-    return sum(len(torch.unique(f)) * (num_frames - 1) for f in frames if f.numel())
+    pairs = sum(len(torch.unique(f)) * (num_frames - 1) for f in frames if f.numel())
+    return 2 * pairs if round_trip else pairs

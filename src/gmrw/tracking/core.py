@@ -142,12 +142,17 @@ def direct_tracks(
     size: tuple[int, int],
     pair_flows: PairFlowFn,
     pairs_per_chunk: int = 1,
+    round_trip: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Direct tracking (the paper's "forward_backward_time_independent_query_point" setting).
 
     For each distinct query frame ``s`` of each video, the flow ``s → t`` to every other frame
     ``t`` is sampled at the queries of frame ``s``; the track at ``s`` is the query itself (so
-    the pair ``s → s`` is never computed). Visible means inside the image.
+    the pair ``s → s`` is never computed). Visible means inside the image (the paper's rule) and,
+    with ``round_trip`` (px), also that the flow ``t → s`` read at the tracked position brings the
+    point back to within ``round_trip`` px of its query: a point that cannot be matched back is
+    taken as occluded. The reverse flows come from the same pair computations (see
+    :class:`gmrw.tracking.ModelPairFlows`), so the check costs only their read-out.
     """
     b, n, _ = queries.shape
     height, width = size
@@ -155,16 +160,22 @@ def direct_tracks(
     frames = query_frames(queries)
     start = query_xy(queries)
     tracks = start.unsqueeze(2).repeat(1, 1, num_frames, 1)
-    pairs: list[Pair] = []
+    consistent = torch.ones(b, n, num_frames, dtype=torch.bool, device=device)
+    jobs: list[Pair] = []
     members: dict[tuple[int, int], torch.Tensor] = {}
     for i in range(b):
         for s in torch.unique(frames[i]).tolist():
             members[(i, s)] = torch.nonzero(frames[i] == s).squeeze(1)
-            pairs += [(i, s, t) for t in range(num_frames) if t != s]
-    for chunk in _chunks(pairs, pairs_per_chunk):
-        flows = pair_flows(chunk).to(device=device, dtype=torch.float32)
+            jobs += [(i, s, t) for t in range(num_frames) if t != s]
+    for chunk in _chunks(jobs, pairs_per_chunk):
+        pairs = list(chunk) + ([(i, t, s) for i, s, t in chunk] if round_trip is not None else [])
+        flows = pair_flows(pairs).to(device=device, dtype=torch.float32)
         for k, (i, s, t) in enumerate(chunk):
             index = members[(i, s)]
             points = start[i, index].unsqueeze(0)
-            tracks[i, index, t] = (points + sample_flow(flows[k : k + 1], points))[0]
-    return tracks, inside(tracks, height, width)
+            moved = points + sample_flow(flows[k : k + 1], points)
+            tracks[i, index, t] = moved[0]
+            if round_trip is not None:
+                back = moved + sample_flow(flows[len(chunk) + k : len(chunk) + k + 1], moved)
+                consistent[i, index, t] = torch.norm(back - points, dim=-1)[0] < round_trip
+    return tracks, inside(tracks, height, width) & consistent

@@ -31,7 +31,10 @@ class TrackingOptions:
     mode: ``"chained"`` or ``"direct"``; method: flow read-out (``"weighted_sum"``, ``"argmax"``,
     ``"weighted_argmax"`` with ``window`` in feature cells); upsample_factor: frames scaled by this
     before the model; processing_size: if set, the short side (px) of the frames the model sees,
-    instead of ``upsample_factor``.
+    instead of ``upsample_factor``; round_trip (direct mode only): also call a point occluded when
+    the flow back to its query frame misses the query by this many px or more (None: only points
+    outside the frame are occluded, the paper's rule; chained mode always checks each step's
+    forward–backward consistency, at 3 px).
     """
 
     mode: str = "chained"
@@ -39,6 +42,7 @@ class TrackingOptions:
     window: float | None = None
     upsample_factor: float = 1.0
     processing_size: int | None = None
+    round_trip: float | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -57,6 +61,15 @@ class TrackingOptions:
             raise ValueError(
                 f"processing_size must be an integer of at least {SIZE_MULTIPLE} (pixels), got {size!r}"
             )
+
+        trip = self.round_trip
+        if trip is not None and (
+            isinstance(trip, bool)
+            or not isinstance(trip, (int, float))
+            or not math.isfinite(trip)
+            or trip <= 0
+        ):
+            raise ValueError(f"round_trip must be a positive number of pixels or None, got {trip!r}")
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """(H', W') of the frames the model sees for a ``height × width`` video."""

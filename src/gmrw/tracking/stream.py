@@ -107,6 +107,7 @@ def track_source(
     flow_cache_limit: int = 512 * 2**20,
     progress: bool = False,
     processing_size: int | None = None,
+    round_trip: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`gmrw.track` for one video read on demand from ``source``.
 
@@ -114,7 +115,7 @@ def track_source(
         model: a GMRW (anything with ``flow``); its device is where pairs are computed.
         source: the video, (T, H, W, 3) frames in [0, 255] read as needed.
         queries: (N, 3) (t, y, x) pixels of the source's frames.
-        mode, upsample_factor, method, window, pair_batch_size, processing_size: as
+        mode, upsample_factor, method, window, pair_batch_size, processing_size, round_trip: as
             :func:`gmrw.track` (``None``: the model's defaults).
         cache_flows: keep the flows both chained sweeps need (``None``: only while that takes at
             most ``flow_cache_limit`` bytes, else recompute them, which bounds memory).
@@ -130,6 +131,7 @@ def track_source(
         window=window,
         upsample_factor=upsample_factor,
         processing_size=processing_size,
+        round_trip=round_trip,
     )
     mode = options.mode
     t, h, w = source.num_frames, source.height, source.width
@@ -147,7 +149,7 @@ def track_source(
     if progress:
         from tqdm.auto import tqdm
 
-        total = count_pairs(mode, batched, t)
+        total = count_pairs(mode, batched, t, options.round_trip is not None)
         if mode == "chained" and not cache_flows and len(queries):
             frames = torch.round(queries[:, 0]).long()
             total += 2 * max(0, int(frames.max()) - int(frames.min()))  # steps both sweeps compute
@@ -167,7 +169,9 @@ def track_source(
                 steps = max(1, pair_batch_size // 2)
                 tracks, visible = chained_tracks(batched, t, (h, w), flows, steps, cache_flows)
             else:
-                tracks, visible = direct_tracks(batched, t, (h, w), flows, max(1, pair_batch_size))
+                tracks, visible = direct_tracks(
+                    batched, t, (h, w), flows, max(1, pair_batch_size), options.round_trip
+                )
     finally:
         if bar is not None:
             bar.close()

@@ -11,6 +11,7 @@ Batches crossing into this module follow docs/CONTRACTS.md:
 
 from __future__ import annotations
 
+import math
 import random
 from typing import Any
 
@@ -30,12 +31,34 @@ def _check_choice(value: Any, choices: tuple[str, ...], what: str) -> None:
         raise ValueError(f"unknown {what} {value!r}; choose one of {list(choices)}")
 
 
+LR_DECAYS = ("constant", "cosine")
+
+
+def learning_rate_schedule(warmup_steps: int, decay: str, total_steps: int | None):
+    """Multiplier of the base learning rate at each step: a linear warm-up over ``warmup_steps``,
+    then constant or a cosine to 0 at ``total_steps`` (the run's max_steps)."""
+    _check_choice(decay, LR_DECAYS, "learning-rate decay")
+    if decay == "cosine" and not total_steps:
+        raise ValueError("optimizer.decay=cosine needs trainer.max_steps")
+
+    def multiplier(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / warmup_steps
+        if decay == "constant":
+            return 1.0
+        progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return multiplier
+
+
 class GMRWLitModule(pl.LightningModule):
     """Trains :class:`gmrw.models.GMRW` with the cycle (+ smoothness) loss.
 
     Args:
         net: GMRW constructor keyword arguments.
-        optimizer: ``lr``, ``weight_decay``, ``scale_lr_with_world_size`` (AdamW).
+        optimizer: ``lr``, ``weight_decay``, ``scale_lr_with_world_size`` (AdamW), optional
+            ``warmup_steps`` and ``decay`` (``constant`` or ``cosine``; see :func:`learning_rate_schedule`).
         smoothness_curriculum: :class:`SmoothnessCurriculum` fields.
         tracking: how the model tracks (:func:`gmrw.track` options: ``mode``, ``method``,
             ``window``, ``upsample_factor`` or ``processing_size``). Validation tracks this way, and
@@ -78,7 +101,9 @@ class GMRWLitModule(pl.LightningModule):
         self.model.tracking_defaults = dict(tracking)
         self.curriculum = SmoothnessCurriculum(**smoothness_curriculum)
         self.validation_options = validation
-        self._val_metric = None
+        # Filled once the datamodule's validation sets are known (on_validation_start).
+        self.val_metrics = torch.nn.ModuleDict()
+        self.val_set_names: list[str] = []
 
     def setup(self, stage: str) -> None:
         # Denormal softmax tails make CPU matmuls 70-100x slower (gmrw.models.cpu); the mode
@@ -118,41 +143,58 @@ class GMRWLitModule(pl.LightningModule):
         if options.get("scale_lr_with_world_size", True) and self.trainer is not None:
             # The paper's runs multiplied the base lr by the number of processes (4 GPUs → 1.6e-4).
             lr *= self.trainer.world_size
-        return torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=float(options["weight_decay"]))
+        optimizer = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=float(options["weight_decay"]))
+        warmup = int(options.get("warmup_steps", 0) or 0)
+        decay = str(options.get("decay", "constant"))
+        if warmup == 0 and decay == "constant":
+            return optimizer  # the paper's runs: a constant rate
+        total = (
+            int(self.trainer.max_steps) if self.trainer is not None and self.trainer.max_steps > 0 else None
+        )
+        schedule = learning_rate_schedule(warmup, decay, total)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ---------------------------------------------------------------- validation
-    @property
-    def val_metric(self):
-        if self._val_metric is None:
-            from gmrw.metrics import TapVidMetric
+    def _make_val_metrics(self) -> None:
+        """One TAP-Vid metric per validation set of the datamodule (``val`` if it names none)."""
+        from gmrw.metrics import TapVidMetric
 
-            kwargs = {"query_mode": self.validation_options.get("query_mode", "first")}
-            if "first_mode_rule" in self.validation_options:
-                kwargs["first_mode_rule"] = self.validation_options["first_mode_rule"]
-            # Registered as a child module so it follows the device and syncs across ranks.
-            self._val_metric = TapVidMetric(**kwargs).to(self.device)
-        return self._val_metric
+        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        names = list(getattr(datamodule, "val_set_names", None) or ["val"])
+        kwargs = {"query_mode": self.validation_options.get("query_mode", "first")}
+        if "first_mode_rule" in self.validation_options:
+            kwargs["first_mode_rule"] = self.validation_options["first_mode_rule"]
+        # Child modules, so they follow the device and sync across ranks.
+        self.val_metrics = torch.nn.ModuleDict({name: TapVidMetric(**kwargs) for name in names}).to(
+            self.device
+        )
+        self.val_set_names = names
 
-    def validation_step(self, batch: dict, batch_idx: int) -> dict[str, torch.Tensor]:
+    def on_validation_start(self) -> None:
+        if not self.val_metrics:
+            self._make_val_metrics()
+
+    def validation_step(
+        self, batch: dict, batch_idx: int, dataloader_idx: int = 0
+    ) -> dict[str, torch.Tensor]:
         """Tracks one TAP-Vid example and scores it; returns ``{"tracks" (1, N, T, 2) (x, y) px,
         "occluded" (1, N, T)}`` so callbacks (the tracks video) can draw them without re-tracking."""
         from gmrw.tracking import track
 
         # No options: the model's own tracking defaults, exactly the call a user makes.
         tracks, occluded = track(self.model, batch["video"], batch["query_points"])
-        self.val_metric.update(
-            batch["query_points"], batch["occluded"], batch["target_points"], occluded, tracks
-        )
+        metric = self.val_metrics[self.val_set_names[dataloader_idx]]
+        metric.update(batch["query_points"], batch["occluded"], batch["target_points"], occluded, tracks)
         return {"tracks": tracks, "occluded": occluded}
 
     def on_validation_epoch_end(self) -> None:
-        if self._val_metric is None:
-            return
-        scores = self.val_metric.compute()
-        self.log("val/aj", float(scores["average_jaccard"]), sync_dist=False)
-        self.log("val/delta_avg", float(scores["average_pts_within_thresh"]), sync_dist=False)
-        self.log("val/oa", float(scores["occlusion_accuracy"]), sync_dist=False)
-        self.val_metric.reset()
+        for name, metric in self.val_metrics.items():
+            scores = metric.compute()
+            self.log(f"{name}/aj", float(scores["average_jaccard"]), sync_dist=False)
+            self.log(f"{name}/delta_avg", float(scores["average_pts_within_thresh"]), sync_dist=False)
+            self.log(f"{name}/oa", float(scores["occlusion_accuracy"]), sync_dist=False)
+            metric.reset()
 
     # -------------------------------------------------------------- checkpoints
     def on_save_checkpoint(self, checkpoint: dict) -> None:
