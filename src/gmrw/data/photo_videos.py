@@ -105,10 +105,9 @@ def photo_scene(rng: np.random.Generator, background: str, size: int, num_frames
     side = min(h, w)
     y0, x0 = (h - side) // 2, (w - side) // 2
     texture = photo[:, y0 : y0 + side, x0 : x0 + side].contiguous()
-    camera = sample_camera(rng, size, size, side, PHOTO_MOTION, num_frames)
-    # Frame px per photo px: the frame's diagonal and its path must fit inside the photo.
-    fit = 1.6 * size / side
-    camera = _with_log_scale(camera, math.log(fit) + rng.uniform(0.0, 0.25), side)
+    # Zoomed in so that the frame's diagonal and its path stay inside the photo.
+    fit = math.log(1.6 * size / side)
+    camera = sample_camera(rng, size, size, side, PHOTO_MOTION, num_frames, (fit, fit + 0.25))
     layers = [Layer(texture, camera)]
     scale = math.exp(camera.log_scale)
     sources = [name for name in OBJECT_SOURCES if name != background]
@@ -139,16 +138,6 @@ def _object_patch(rng: np.random.Generator, sources: list[torch.Tensor], side: i
         if float(patch.std()) >= MIN_PATCH_STD:
             break
     return patch.contiguous()
-
-
-def _with_log_scale(camera, log_scale: float, texture_side: int):
-    """The camera with another zoom, re-centred so its path stays centred on the texture."""
-    from dataclasses import replace
-
-    centre = (texture_side - 1) / 2
-    ahead = 0.5 * 16 / math.exp(log_scale)
-    anchor = (centre + ahead * camera.velocity[0], centre + ahead * camera.velocity[1])
-    return replace(camera, log_scale=log_scale, anchor=anchor)
 
 
 def photo_video(

@@ -97,13 +97,20 @@ def _heading(rng: np.random.Generator, magnitude: float) -> tuple[float, float]:
 
 
 def sample_camera(
-    rng: np.random.Generator, height: int, width: int, texture_side: int, motion: WorldMotion, duration: float
+    rng: np.random.Generator,
+    height: int,
+    width: int,
+    texture_side: int,
+    motion: WorldMotion,
+    duration: float,
+    log_scale_range: tuple[float, float] = (-0.15, 0.25),
 ) -> Motion:
     """A camera path (world px → frame px) that keeps the frame inside a ``texture_side`` square
-    texture for ``duration`` frames (best effort; the renderer mirrors at the texture's edge)."""
+    texture for ``duration`` frames (best effort; the renderer mirrors at the texture's edge),
+    with a zoom (log of frame px per world px at t = 0) drawn from ``log_scale_range``."""
     side = min(height, width)
     speed = rng.uniform(0, 1) ** 0.7 * motion.camera_speed * side
-    log_scale = rng.uniform(-0.15, 0.25)  # frame px per world px at t = 0
+    log_scale = rng.uniform(*log_scale_range)
     travel = speed * duration / math.exp(log_scale)  # world px covered by the frame centre
     room = max(0.0, texture_side / 2 - 0.75 * max(height, width) / math.exp(log_scale) - travel / 2)
     centre = texture_side / 2
