@@ -106,9 +106,9 @@ def _wait_for(condition, process: subprocess.Popen, timeout: float, poll: float 
 
 
 def test_sigkill_at_random_moments_resumes_to_the_same_step_and_loss(reference, tmp_path, caplog):
-    """Trial 0 is killed as soon as a checkpoint write is under way (its temporary file exists),
-    the others at a random moment after the first checkpoint; each restarts in its own run
-    directory, as a requeued job does, and must end exactly where the uninterrupted run did."""
+    """Trial 0 is killed as soon as a checkpoint write after step 2 is under way (its temporary
+    file exists), the others at a random moment after a random step; each restarts in its own run directory,
+    as a requeued job does, and must end exactly where the uninterrupted run did."""
     caplog.set_level(logging.INFO, logger="gmrw.train")
     runs = tmp_path / "runs"
     rng = random.Random()
@@ -120,22 +120,27 @@ def test_sigkill_at_random_moments_resumes_to_the_same_step_and_loss(reference, 
         process = _start_console(runs, name)
         try:
             if trial == 0:
-                running = _wait_for(
-                    lambda folder=checkpoints: any(folder.glob(PARTIAL_GLOB)), process, 120, 0.001
-                )
-                moment = "during a checkpoint write"
+                step_file = checkpoints / "step=0000002.ckpt"
+                running = _wait_for(lambda path=step_file: path.exists(), process, 120)
+                mid_write = lambda folder=checkpoints: any(folder.glob(PARTIAL_GLOB))  # noqa: E731
+                running = running and _wait_for(mid_write, process, 120, 0.001)
+                moment = "during a checkpoint write after step 2"
             else:
-                running = _wait_for(lambda folder=checkpoints: any(folder.glob("*.ckpt")), process, 120)
-                delay = rng.uniform(0.0, 2.0)
+                # Anywhere in the run, whatever the machine's speed: after step k's checkpoint, within
+                # about one step's time.
+                k = rng.randint(1, STEPS - 2)
+                step_file = checkpoints / f"step={k:07d}.ckpt"
+                running = _wait_for(lambda path=step_file: path.exists(), process, 120)
+                delay = rng.uniform(0.0, 0.4)
                 time.sleep(delay)
-                moment = f"{delay:.2f} s after the first checkpoint"
+                moment = f"{delay:.2f} s after step {k}'s checkpoint"
             process.send_signal(signal.SIGKILL)
         finally:
             process.kill()
             process.wait(timeout=30)
         if not running or process.returncode != -signal.SIGKILL:
             moment += f" (but it had ended, status {process.returncode}: {(runs / f'{name}.err').read_text()[-2000:]})"
-        left = sorted(p.name for p in checkpoints.glob("*.ckpt"))
+        left = sorted(p.name for p in [*checkpoints.glob("*.ckpt"), *checkpoints.glob(PARTIAL_GLOB)])
         context = f"trial {trial}, killed {moment} (left {left})"
         steps = []
         for path in checkpoints.glob("*.ckpt"):
@@ -148,6 +153,9 @@ def test_sigkill_at_random_moments_resumes_to_the_same_step_and_loss(reference, 
         started = re.findall(r"resuming from .* \(step (\d+)\)", caplog.text)
         assert started == ([str(max(steps))] if steps else []), f"{context}: restarted from {started}"
         _assert_same_run(reference, run_dir, summary, context)
+        assert not list(checkpoints.glob(PARTIAL_GLOB)), (
+            f"{context}: a leftover temporary file survived the restart"
+        )
         outcomes.append(context)
     print("\n".join(outcomes))
 
