@@ -47,3 +47,19 @@ def run_console(script: str, args: list[str], cwd: Path, timeout: float = 600, e
     return subprocess.run(
         [str(BIN / script), *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=full_env
     )
+
+
+def signal_at_step(step: int, signum: int):
+    """A Lightning callback (``_target_: helpers.signal_at_step`` in a config) that sends this
+    process ``signum`` when the trainer has finished optimisation step ``step``: a preemption at
+    an exact moment."""
+    import signal
+
+    import pytorch_lightning as pl
+
+    class SignalAtStep(pl.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step == step:
+                signal.raise_signal(signum)
+
+    return SignalAtStep()

@@ -1,18 +1,64 @@
-"""Where the packaged Hydra configs live, from any working directory."""
+"""Where the packaged Hydra configs live, from any working directory, and how training runs are named."""
 
 from __future__ import annotations
 
+import os
+import re
+from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 _PACKAGE_DIR = Path(__file__).resolve().parent
+RUN_NAME_RESOLVER = "gmrw_run_name"
+# Lightning's rule for "SLURM manages this process" (SLURMEnvironment.detect): an interactive
+# allocation's shell is not a batch job, and runs started from it keep timestamped names.
+_INTERACTIVE_SLURM_JOB_NAMES = ("bash", "interactive")
+
+
+def run_name(environ: Mapping[str, str] | None = None, now: datetime | None = None) -> str:
+    """The last component of a training run directory (``runs/<task>/<name>``).
+
+    * ``$GMRW_RUN_NAME`` when set: give every rank of a torchrun job, or every restart of one
+      run, the same directory;
+    * in a SLURM batch job, ``slurm-<job id>`` (``slurm-<array job>_<task>`` for an array task):
+      a requeued job keeps its id, so it comes back to its own directory and resumes there;
+    * otherwise the start time, to the microsecond, so two runs never share a directory.
+    """
+    env = os.environ if environ is None else environ
+    explicit = env.get("GMRW_RUN_NAME", "").strip()
+    if explicit:
+        if not re.fullmatch(r"[A-Za-z0-9._=+-]+", explicit) or explicit in (".", ".."):
+            raise ValueError(
+                f"GMRW_RUN_NAME={explicit!r} must be one folder name (letters, digits, . _ = + -)"
+            )
+        return explicit
+    job_id = env.get("SLURM_JOB_ID")
+    if job_id and env.get("SLURM_JOB_NAME") not in _INTERACTIVE_SLURM_JOB_NAMES:
+        array_job, array_task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
+        if array_job and array_task:
+            return f"slurm-{array_job}_{array_task}"
+        return f"slurm-{job_id}"
+    return (now or datetime.now()).strftime("%Y-%m-%d_%H-%M-%S_%f")
+
+
+def register_config_resolvers() -> None:
+    """Make ``${gmrw_run_name:}`` available to the configs (idempotent)."""
+    if not OmegaConf.has_resolver(RUN_NAME_RESOLVER):
+        # Cached, like Hydra's ${now:}: the run directory is read more than once (Lightning's DDP
+        # relaunch reads it back to pin the other ranks to it) and must not move.
+        OmegaConf.register_new_resolver(RUN_NAME_RESOLVER, run_name, use_cache=True)
 
 
 def config_dir() -> Path:
     """Absolute path of the ``configs/`` tree.
 
     An editable install (or a source checkout) reads ``<repo>/configs`` so edits take effect at
-    once; a wheel carries a copy at ``gmrw/configs`` (see ``pyproject.toml``).
+    once; a wheel carries a copy at ``gmrw/configs`` (see ``pyproject.toml``). Whoever asks for
+    the configs is about to compose them, so the resolvers they use are registered here.
     """
+    register_config_resolvers()
     source_tree = _PACKAGE_DIR.parents[1] / "configs"
     if (source_tree / "train.yaml").is_file():
         return source_tree

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -13,6 +14,9 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities import rank_zero_only
+from pytorch_lightning.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
 
 
 def _as_number(value: Any) -> float | None:
@@ -77,8 +81,13 @@ class RunSummary(pl.Callback):
         self.write(trainer, status="finished")
 
     def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
-        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
-        self.write(trainer, status=status)
+        # SIGTERMException: a SIGTERM / SIGUSR1 stop (gmrw.callbacks.preemption), not a failure.
+        stopped = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+        try:
+            self.write(trainer, status="interrupted" if stopped else "failed")
+        except OSError as err:
+            # A full disk: the exception being handled says more than this one would.
+            log.warning("could not write %s: %s", self.path, err)
 
     @rank_zero_only
     def write(self, trainer: pl.Trainer, status: str) -> None:

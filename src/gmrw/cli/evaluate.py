@@ -27,6 +27,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gmrw.paths import config_dir
+from gmrw.training.checkpoints import CheckpointProblem, weights_file
 
 log = logging.getLogger("gmrw.eval")
 
@@ -135,18 +136,19 @@ def _number(value) -> float | None:
 
 
 def resolve_checkpoint(checkpoint: str | None) -> str | None:
-    """A checkpoint file, or a run directory's ``checkpoints/last.ckpt``; None stays None."""
+    """A checkpoint file, or a run directory's newest intact checkpoint; None stays None.
+
+    Newer files of a run directory that are damaged or truncated are skipped, each named.
+    """
     if checkpoint is None:
         return None
-    path = Path(str(checkpoint)).expanduser()
-    if path.is_dir():
-        candidate = path / "checkpoints" / "last.ckpt"
-        if not candidate.is_file():
-            raise ConfigError(f"model.checkpoint={checkpoint} is a directory without checkpoints/last.ckpt")
-        path = candidate
-    if not path.is_file():
-        raise ConfigError(f"model.checkpoint={checkpoint}: no such file")
-    return str(path.resolve())
+    try:
+        choice = weights_file(str(checkpoint), key="model.checkpoint")
+    except CheckpointProblem as error:
+        raise ConfigError(str(error)) from None
+    for line in choice.report():
+        log.warning("%s", line)
+    return str(choice.path.resolve())
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -182,6 +184,7 @@ def validate_config(cfg: DictConfig) -> None:
         )
 
 
+<<<<<<< HEAD
 def tracking_options(cfg: DictConfig) -> dict[str, Any]:
     """The config's gmrw.track options that say how to track (null: the checkpoint's default)."""
     options = OmegaConf.to_container(cfg.tracking, resolve=True)
@@ -190,9 +193,13 @@ def tracking_options(cfg: DictConfig) -> dict[str, Any]:
 
 
 def load_eval_model(cfg: DictConfig) -> torch.nn.Module:
+=======
+def load_eval_model(cfg: DictConfig, checkpoint: str | None) -> torch.nn.Module:
+    """The model to score: ``checkpoint`` (as :func:`resolve_checkpoint` gives it) with
+    ``model.net`` overrides."""
+>>>>>>> issue-14
     from gmrw.models import CheckpointError, load_model
 
-    checkpoint = resolve_checkpoint(cfg.model.checkpoint)
     overrides = {
         k: v for k, v in OmegaConf.to_container(cfg.model.net, resolve=True).items() if v is not None
     }
@@ -321,7 +328,7 @@ def evaluate(cfg: DictConfig) -> dict:
     flush_denormals(True)
 
     checkpoint = resolve_checkpoint(cfg.model.checkpoint)
-    model = load_eval_model(cfg)
+    model = load_eval_model(cfg, checkpoint)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("test")  # reads the dataset's index now: a wrong path fails before the trainer starts
     # Options the config leaves null come from the checkpoint (how that model tracks best).

@@ -40,6 +40,7 @@ from gmrw.tracking import (
     scaled_size,
     track_source,
 )
+from gmrw.training.checkpoints import CheckpointProblem, weights_file
 
 log = logging.getLogger("gmrw.track")
 
@@ -215,11 +216,15 @@ def load_checkpoint(checkpoint: str | None, device: torch.device):
     if checkpoint is None:
         log.warning("no --checkpoint given: the model has random weights and its tracks are meaningless")
         return load_model(None).to(device)
-    path = Path(checkpoint).expanduser()
-    if path.is_dir() and (path / "checkpoints" / "last.ckpt").is_file():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
+    if not Path(checkpoint).expanduser().exists():
         raise TrackInputError(f"checkpoint {checkpoint} does not exist")
+    try:
+        choice = weights_file(checkpoint, key="--checkpoint")
+    except CheckpointProblem as exc:
+        raise TrackInputError(str(exc)) from None
+    for line in choice.report():
+        log.warning("%s", line)
+    path = choice.path
     try:
         return load_model(path).to(device)
     except CheckpointError as exc:

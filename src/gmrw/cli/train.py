@@ -2,18 +2,33 @@
 
 Lightning's DDP re-runs this console script once per extra local rank and pins
 ``hydra.run.dir`` to rank 0's, so every rank shares one run directory.
+
+Preemption: checkpoints are written atomically (:mod:`gmrw.training.checkpoint_io`); SIGTERM or
+SIGUSR1 saves ``last.ckpt`` and exits with 128 + the signal's number
+(:mod:`gmrw.callbacks.preemption`); a run whose directory already holds checkpoints (a requeued
+SLURM job, a restarted torchrun, ``GMRW_RUN_NAME`` reused) resumes from the newest intact one.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
 from gmrw.paths import config_dir
+from gmrw.training.checkpoints import (
+    CheckpointChoice,
+    CheckpointProblem,
+    newest_intact_checkpoint,
+    resolve_checkpoint,
+    unfinished_write_note,
+    unfinished_writes,
+)
 
 log = logging.getLogger("gmrw.train")
 
@@ -22,19 +37,70 @@ class ConfigError(ValueError):
     """A configuration value that cannot work, with a message saying why."""
 
 
+class TrainingStopped(Exception):
+    """Training stopped on SIGTERM / SIGUSR1; ``exit_code`` is 128 + the signal's number."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _report(choice: CheckpointChoice) -> str:
+    for line in choice.report():
+        log.warning("%s", line)
+    step = f" (step {choice.step})" if choice.step is not None else ""
+    return f"{choice.path.resolve()}{step}"
+
+
 def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
-    """A checkpoint file, or a run directory whose ``checkpoints/last.ckpt`` to resume."""
+    """A checkpoint file (checked), or a run directory's newest intact checkpoint; None stays None.
+
+    Newer files that are damaged or truncated are skipped, each named in a warning.
+    """
     if not ckpt_path:
         return None
-    path = Path(ckpt_path).expanduser()
-    if path.is_dir():
-        candidate = path / "checkpoints" / "last.ckpt"
-        if not candidate.is_file():
-            raise ConfigError(f"ckpt_path={ckpt_path} is a directory without checkpoints/last.ckpt")
-        path = candidate
-    if not path.is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path}: no such checkpoint file")
-    return str(path.resolve())
+    try:
+        choice = resolve_checkpoint(str(ckpt_path), key="ckpt_path")
+    except CheckpointProblem as error:
+        raise ConfigError(str(error)) from None
+    log.info("resuming from %s", _report(choice))
+    return str(choice.path.resolve())
+
+
+def resume_path(cfg: DictConfig, output_dir: Path) -> str | None:
+    """What ``trainer.fit`` resumes from.
+
+    The run directory's own checkpoints come first: they exist when this very run was stopped
+    and started again (a requeued SLURM job, a restarted torchrun, the same ``GMRW_RUN_NAME``),
+    and are newer than any ``ckpt_path`` the command names as its starting point. Then
+    ``ckpt_path``; otherwise a fresh start. ``auto_resume=false`` ignores the run's own.
+    """
+    if cfg.get("auto_resume", True):
+        try:
+            own = newest_intact_checkpoint(output_dir)
+        except CheckpointProblem as error:
+            raise ConfigError(f"{error}; pass auto_resume=false to start this run over") from None
+        if own is None:
+            for leftover in unfinished_writes(output_dir):
+                log.warning("%s", unfinished_write_note(leftover))
+        else:
+            note = f" instead of ckpt_path={cfg.ckpt_path}" if cfg.get("ckpt_path") else ""
+            log.info("this run directory already holds checkpoints: resuming from %s%s", _report(own), note)
+            # Lightning warns about writing into a folder with checkpoints: here that is the point.
+            warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
+            return str(own.path.resolve())
+    return resolve_ckpt_path(cfg.get("ckpt_path"))
+
+
+def _find_in_chain(error: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """``error`` or the first exception of type ``kind`` it was raised while handling."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return error
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return None
 
 
 def _instantiate_group(group: DictConfig | None) -> list:
@@ -81,22 +147,28 @@ def train(cfg: DictConfig) -> dict:
     """Run one training job from a composed config; returns the summary written to summary.json."""
     import pytorch_lightning as pl
     import torch
+    from pytorch_lightning.utilities.exceptions import SIGTERMException
 
+    from gmrw.callbacks.preemption import StopOnSignal
     from gmrw.callbacks.summary import RunSummary
+    from gmrw.training.checkpoint_io import CheckpointWriteError
 
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
+    ckpt_path = resume_path(cfg, output_dir)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     torch.set_float32_matmul_precision("high")
 
     datamodule = hydra.utils.instantiate(cfg.data)
     module = hydra.utils.instantiate(cfg.model)
-    ckpt_path = resolve_ckpt_path(cfg.get("ckpt_path"))
     if cfg.model.get("init_from") and ckpt_path is None:
         log.info("initialising weights from %s", cfg.model.init_from)
         module.load_pretrained(str(Path(cfg.model.init_from).expanduser()))
 
     callbacks = _instantiate_group(cfg.get("callbacks"))
+    # First, so that its checkpoint on SIGTERM is on disk before RunSummary names it.
+    stopper = StopOnSignal(output_dir / "checkpoints")
+    callbacks.insert(0, stopper)
     if not any(isinstance(c, RunSummary) for c in callbacks):
         callbacks.append(RunSummary(str(output_dir)))
     loggers = _instantiate_group(cfg.get("logger"))
@@ -118,9 +190,23 @@ def train(cfg: DictConfig) -> dict:
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    if cfg.get("validate_before_training", True) and ckpt_path is None and not trainer.fast_dev_run:
-        trainer.validate(module, datamodule=datamodule)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    try:
+        if cfg.get("validate_before_training", True) and ckpt_path is None and not trainer.fast_dev_run:
+            trainer.validate(module, datamodule=datamodule)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+    except SIGTERMException:
+        name = stopper.signal_name or "SIGTERM"
+        if stopper.saved is not None:
+            done = f"saved {stopper.saved} at step {trainer.global_step}; resume with ckpt_path={output_dir}"
+        else:
+            done = "before the first training step, nothing to save"
+        raise TrainingStopped(f"stopped by {name}: {done}", stopper.exit_code) from None
+    except BaseException as error:
+        # A full disk also fails the log and summary writes that follow; report the checkpoint's.
+        cause = _find_in_chain(error, CheckpointWriteError)
+        if cause is None:
+            raise
+        raise cause from None
 
     summary_path = output_dir / "summary.json"
     if trainer.is_global_zero and summary_path.is_file():
@@ -136,11 +222,17 @@ def train(cfg: DictConfig) -> dict:
 def main(cfg: DictConfig) -> None:
     # Keep TensorFlow (Kubric reader) off GPUs and quiet, whatever the dataset.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from gmrw.training.checkpoint_io import CheckpointWriteError
+
     try:
         train(cfg)
-    except ConfigError as error:
+    except (ConfigError, CheckpointWriteError) as error:
         log.error("%s", error)
         raise SystemExit(f"gmrw-train: {error}") from None
+    except TrainingStopped as stop:
+        log.warning("%s", stop)
+        print(f"gmrw-train: {stop}", file=sys.stderr)
+        raise SystemExit(stop.exit_code) from None
 
 
 if __name__ == "__main__":

@@ -12,16 +12,27 @@ reads one endless, deterministic stream of sample keys:
 * when the loader is (re)created, the stream starts at the position the trainer's global step
   implies, so a resumed run continues exactly where the interrupted one stopped.
 
+The sampler, and the loader around it (:class:`StepStreamLoader`), implement Lightning's
+resumable-loader protocol (``state_dict`` / ``load_state_dict``): the checkpoint records the
+stream's position and parameters, a resume continues from that position, and says so if the
+stream changed meanwhile (a different seed, dataset length or world size maps positions to
+other samples). Lightning then knows the loader resumes mid-epoch exactly, instead of warning
+that it "is not resumable".
+
 Each key is ``(index, sample_seed)``; datasets use the seed for their random crops, so the same
 video seen in a later pass gets fresh crops.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
+
+log = logging.getLogger(__name__)
 
 SampleKey = tuple[int, int]
 
@@ -82,6 +93,7 @@ class StepStreamSampler(Sampler[SampleKey]):
         self.start_fn = start_fn or (lambda: 0)
         self.length = length or _STREAM_LENGTH
         self._pass_cache: tuple[int, torch.Tensor] | None = None
+        self._resume_at: int | None = None
 
     def __len__(self) -> int:
         return self.length
@@ -104,10 +116,60 @@ class StepStreamSampler(Sampler[SampleKey]):
         return index, sample_seed
 
     def __iter__(self) -> Iterator[SampleKey]:
-        local = int(self.start_fn())
+        local = int(self.start_fn()) if self._resume_at is None else self._resume_at
+        self._resume_at = None
         while local < self.length:
             yield self.key_at(local * self.world_size + self.rank)
             local += 1
+
+    def _stream(self) -> dict[str, Any]:
+        return {
+            "num_items": self.num_items,
+            "seed": self.seed,
+            "shuffle": self.shuffle,
+            "world_size": self.world_size,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the stream stands: ``position`` (samples this rank has consumed in finished
+        steps) and the parameters that map positions to samples."""
+        return {"position": int(self.start_fn()), **self._stream()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from ``state["position"]`` when the next iterator starts.
+
+        Positions are the same on every rank (samples per rank), so the state rank 0 saved
+        serves all ranks. If the stream's parameters changed, the position no longer names the
+        samples an uninterrupted run would read: that is said, and training goes on from it.
+        """
+        position = int(state["position"])
+        changed = {k: (state.get(k), v) for k, v in self._stream().items() if state.get(k) != v}
+        if changed:
+            what = ", ".join(f"{k} {old} → {new}" for k, (old, new) in changed.items())
+            log.warning(
+                "the training stream changed since the checkpoint (%s): resuming at sample %d of "
+                "each rank's stream, but not with the samples an uninterrupted run would have read",
+                what,
+                position,
+            )
+        else:
+            log.info(
+                "training data resumes exactly at sample %d of each rank's stream (samples are a "
+                "function of the stream position)",
+                position,
+            )
+        self._resume_at = position
+
+
+class StepStreamLoader(DataLoader):
+    """A ``DataLoader`` over a :class:`StepStreamSampler` that Lightning can checkpoint and resume
+    (its ``state_dict`` / ``load_state_dict`` are the sampler's)."""
+
+    def state_dict(self) -> dict[str, Any]:
+        return self.sampler.state_dict()
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sampler.load_state_dict(state)
 
 
 def training_loader(
@@ -119,8 +181,8 @@ def training_loader(
     shuffle: bool = True,
     trainer=None,
     pin_memory: bool = False,
-) -> DataLoader:
-    """A training DataLoader over a :class:`StepStreamSampler` bound to ``trainer``'s progress.
+) -> StepStreamLoader:
+    """A resumable training loader over a :class:`StepStreamSampler` bound to ``trainer``'s progress.
 
     Set ``use_distributed_sampler: false`` on the trainer (our trainer configs do): the sampler
     shards by rank itself.
@@ -146,7 +208,7 @@ def training_loader(
         start_fn=samples_done,
         length=length,
     )
-    return DataLoader(
+    return StepStreamLoader(
         dataset,
         batch_size=batch_size,
         sampler=sampler,
