@@ -4,9 +4,11 @@ Lucas–Kanade, and any GMRW checkpoints, side by side.
     python benchmarks/photo_benchmark.py                                   # the two baselines
     python benchmarks/photo_benchmark.py --checkpoint runs/synthetic/<run> # + a checkpoint, its defaults
     python benchmarks/photo_benchmark.py --checkpoint ckpt --setting direct@128 --setting chained@256
+    python benchmarks/photo_benchmark.py --checkpoint ckpt --setting direct@128@8   # + round-trip check, 8 px
 
 A checkpoint is tracked with ``gmrw.track``'s defaults for it (what it records) unless
-``--setting MODE@SIZE`` pairs are given (SIZE: the short side the model sees). Queries are
+``--setting MODE@SIZE[@ROUND_TRIP]`` are given (SIZE: the short side the model sees; ROUND_TRIP:
+direct mode's round-trip occlusion check in px). Queries are
 TAP-Vid "first" mode; metrics as gmrw-eval (tapnet's rule), averaged over videos. Needs
 ``opencv-python-headless`` (a dev dependency) for Lucas–Kanade.
 """
@@ -57,7 +59,7 @@ def run_tracker(name: str, examples: list[dict], fn) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", action="append", default=[], help="a gmrw .ckpt, run dir or .pth")
-    parser.add_argument("--setting", action="append", default=[], metavar="MODE@SIZE")
+    parser.add_argument("--setting", action="append", default=[], metavar="MODE@SIZE[@ROUND_TRIP]")
     parser.add_argument("--videos", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="which benchmark draw")
     parser.add_argument("--no-baselines", action="store_true")

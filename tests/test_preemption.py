@@ -36,6 +36,7 @@ TINY = [
     "data.frame_size=[32,32]",
     "data.img_size1=[32,32]",
     "data.img_size2=[32,32]",
+    "data.texture_bank=4",
     "logger=csv",
     "callbacks=[model_checkpoint,summary]",
     "callbacks.model_checkpoint.every_n_train_steps=1",

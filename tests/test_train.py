@@ -106,6 +106,11 @@ def test_resume_continues_exactly(tmp_path):
     assert last.endswith("last.ckpt")
     summary = train(compose_train([*common, "trainer.max_steps=6", f"ckpt_path={last}"], resumed))
     assert summary["steps"] == 6
+    # summary.json's history carries on from the checkpoint: the steps before the resume are there.
+    straight_summary = json.loads((straight / "summary.json").read_text())
+    assert [p[0] for p in summary["history"]["train/loss"]] == [
+        p[0] for p in straight_summary["history"]["train/loss"]
+    ]
 
     reference_loss = _series(_metrics_rows(straight), "train/loss")
     resumed_loss = _series(_metrics_rows(resumed), "train/loss")

@@ -76,6 +76,15 @@ class RunSummary(pl.Callback):
             if number is not None and not key.startswith("train/"):
                 self.history.setdefault(key, []).append([int(trainer.global_step), number])
 
+    # The history survives a resume: Lightning keeps a callback's state in its checkpoints.
+    def state_dict(self) -> dict[str, Any]:
+        return {"first": dict(self.first), "last": dict(self.last), "history": dict(self.history)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.first = dict(state_dict.get("first", {}))
+        self.last = dict(state_dict.get("last", {}))
+        self.history = {k: [list(p) for p in v] for k, v in state_dict.get("history", {}).items()}
+
     def on_fit_end(self, trainer, pl_module) -> None:
         self._record(trainer)
         self.write(trainer, status="finished")

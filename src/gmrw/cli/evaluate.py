@@ -184,7 +184,6 @@ def validate_config(cfg: DictConfig) -> None:
         )
 
 
-<<<<<<< HEAD
 def tracking_options(cfg: DictConfig) -> dict[str, Any]:
     """The config's gmrw.track options that say how to track (null: the checkpoint's default)."""
     options = OmegaConf.to_container(cfg.tracking, resolve=True)
@@ -192,12 +191,9 @@ def tracking_options(cfg: DictConfig) -> dict[str, Any]:
     return options
 
 
-def load_eval_model(cfg: DictConfig) -> torch.nn.Module:
-=======
 def load_eval_model(cfg: DictConfig, checkpoint: str | None) -> torch.nn.Module:
     """The model to score: ``checkpoint`` (as :func:`resolve_checkpoint` gives it) with
     ``model.net`` overrides."""
->>>>>>> issue-14
     from gmrw.models import CheckpointError, load_model
 
     overrides = {
