@@ -8,16 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.cli.track import (
-    TrackInputError,
-    main,
-    parse_query,
-    read_points_file,
-    to_original,
-    to_processing,
-)
+from gmrw.cli.track import TrackInputError, main, parse_query, read_points_file
 from gmrw.data.testing import textured_video, write_mp4
 from gmrw.tracking import scaled_size
+from gmrw.tracking.coords import positions_to_video, queries_to_frames
 from helpers import run_console
 
 SMALL_NET = {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2}
@@ -167,8 +161,8 @@ def test_resize_and_coordinates_roundtrip():
     assert scaled_size(480, 854, 256) == (256, 456)
     assert scaled_size(48, 64, 0) == (48, 64)
     assert scaled_size(50, 66, 0) == (48, 64)  # multiples of 8
-    points = np.array([[0, 10.0, 20.0], [2, 853.0, 479.0]])  # (t, x, y)
-    inside = to_processing(points, (480, 854), (256, 456))
+    points = torch.tensor([[0, 20.0, 10.0], [2, 479.0, 853.0]])  # (t, y, x)
+    inside = queries_to_frames(points, (480, 854), (256, 456))
     assert inside[:, 0].tolist() == [0, 2]
-    back = to_original(inside[None, :, 1:].flip(-1).permute(1, 0, 2), (480, 854), (256, 456))
-    np.testing.assert_allclose(back[:, 0], points[:, 1:], atol=1e-3)
+    back = positions_to_video(inside[:, [2, 1]], (480, 854), (256, 456))
+    torch.testing.assert_close(back, points[:, [2, 1]], atol=1e-3, rtol=0)
