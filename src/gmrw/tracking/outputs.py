@@ -8,8 +8,9 @@ Dense tracks (``save_dense``), compact for N = one point per few pixels: ``track
 **float16** (x, y) — exact to 1/8 px below 256 px, 1/4 below 512, 1/2 below 1024 (float16 keeps 11
 significant bits) —, ``visible_bits`` (N, ceil(T/8)) uint8, the visibility packed 8 frames a byte
 (``np.unpackbits(visible_bits, axis=1, count=T)``), ``num_frames`` T, ``stride``, ``query_frame``,
-``grid`` (rows, cols) (points ``n = r · cols + c`` start at (x, y) = (c · stride, r · stride)
-unless a mask thinned them), ``queries`` (N, 3) (t, y, x), ``size`` (H, W), ``fps``.
+``grid`` (rows, cols) — point ``n`` starts at (x, y) = (c · stride, r · stride) with
+(r, c) = divmod(n, cols), or, where a mask thinned the grid, divmod(``cells[n]``, cols) —,
+``size`` (H, W), ``fps``.
 :func:`load_tracks` reads either kind back as float32 tracks and bool occluded.
 
 Every file appears only once complete (written to a temporary name, then renamed).
@@ -82,6 +83,9 @@ def save_dense(
 ) -> Path:
     """Dense tracks in the compact layout above (float16 tracks, visibility packed 8 frames a byte)."""
     tracks, occluded, queries = _numpy(tracks), _numpy(occluded).astype(bool), _numpy(queries)
+    rows, cols = dense_grid(size[0], size[1], stride)
+    cells = (np.round(queries[:, 1] / stride) * cols + np.round(queries[:, 2] / stride)).astype(np.int64)
+    extra = {} if np.array_equal(cells, np.arange(rows * cols)) else {"cells": cells.astype(np.int32)}
     return _atomic_npz(
         path,
         tracks=tracks.astype(np.float16),
@@ -89,22 +93,30 @@ def save_dense(
         num_frames=np.array(occluded.shape[1]),
         stride=np.array(int(stride)),
         query_frame=np.array(int(queries[0, 0]) if len(queries) else 0),
-        grid=np.array(dense_grid(size[0], size[1], stride)),
-        queries=queries.astype(np.float32),
+        grid=np.array((rows, cols)),
         size=np.array(size),
         fps=np.array(float(fps or 0.0)),
+        **extra,
     )
 
 
 def load_tracks(path: str | os.PathLike) -> dict[str, np.ndarray]:
     """A file of :func:`save_tracks` or :func:`save_dense` → its arrays, with ``tracks`` as
-    float32 (N, T, 2) and ``occluded`` as bool (N, T) whichever layout it has."""
+    float32 (N, T, 2), ``occluded`` as bool (N, T) and ``queries`` (N, 3) (t, y, x) whichever
+    layout it has."""
     with np.load(path, allow_pickle=False) as data:
         out = {key: data[key] for key in data.files}
     out["tracks"] = out["tracks"].astype(np.float32)
     if "visible_bits" in out:
         count = int(out["num_frames"])
         out["occluded"] = ~np.unpackbits(out.pop("visible_bits"), axis=1, count=count).astype(bool)
+        rows, cols = (int(v) for v in out["grid"])
+        cells = out.get("cells", np.arange(rows * cols))
+        stride = float(out["stride"])
+        r, c = np.divmod(cells, cols)
+        out["queries"] = np.stack(
+            (np.full(len(cells), float(out["query_frame"])), r * stride, c * stride), axis=-1
+        ).astype(np.float32)
     return out
 
 

@@ -242,7 +242,10 @@ class Predictor:
         tracks, visible = run_tracking(
             self.model, source, inside[None], self.model_options, self.pair_batch_size, cache, self.progress
         )
-        return positions_to_video(tracks[0].cpu(), source.original_size, size), ~visible[0].cpu()
+        tracks = positions_to_video(tracks[0].cpu(), source.original_size, size)
+        # Each track passes through its query exactly, even where the resize moved an edge point in.
+        tracks[torch.arange(len(points)), points[:, 0].round().long()] = points[:, [2, 1]]
+        return tracks, ~visible[0].cpu()
 
     def online(self, mode: str | None = None) -> OnlineSession:
         """A session that tracks frames given one at a time (see :class:`OnlineSession`), with this
