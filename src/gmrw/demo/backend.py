@@ -149,7 +149,7 @@ class DemoBackend:
             xy = np.array([[points[i][2], points[i][1]] for i in here], dtype=np.float32)
             colors = track_colors(len(points))[here]
             image = frame.astype(np.float32)
-            draw_discs(image, (xy + 0.5) * k - 0.5, colors, radius=max(3.0, 1.5 * k))
+            draw_discs(image, (xy + 0.5) * k - 0.5, colors, radius=max(5.0, 1.5 * k))
             frame = np.clip(image.round(), 0, 255).astype(np.uint8)
         return frame
 
