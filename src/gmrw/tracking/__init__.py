@@ -12,7 +12,7 @@ file) in bounded memory.
 from gmrw.tracking.api import count_pairs, grid_queries, run_tracking, track
 from gmrw.tracking.core import CONSISTENCY_THRESHOLD, chained_tracks, direct_tracks, forward_step
 from gmrw.tracking.flows import FlowReader, ModelPairFlows
-from gmrw.tracking.frames import FrameSource, TensorFrames, resize_frames
+from gmrw.tracking.frames import FrameSource, ResizedFrames, TensorFrames, resize_frames
 from gmrw.tracking.inputs import dense_queries
 from gmrw.tracking.online import OnlineSession
 from gmrw.tracking.options import (
@@ -40,6 +40,7 @@ __all__ = [
     "ModelPairFlows",
     "OnlineSession",
     "Predictor",
+    "ResizedFrames",
     "TensorFrames",
     "TrackingOptions",
     "VideoFile",

@@ -83,16 +83,35 @@ class FrameSource(ABC):
     def __len__(self) -> int:
         return self.num_frames
 
+
+class ResizedFrames(FrameSource):
+    """A source that decodes frames at the video's own size (:meth:`decode`) and serves them at
+    (``height``, ``width``), resized by :func:`resize_frames` (set with :meth:`resize_to`)."""
+
+    def __init__(self, num_frames: int, original_size: tuple[int, int], cache_frames: int = 32):
+        super().__init__(num_frames, original_size[0], original_size[1], cache_frames)
+
+    @abstractmethod
+    def decode(self, indices: Sequence[int]) -> np.ndarray | torch.Tensor:
+        """Frames ``indices`` at the original size: (K, H0, W0, 3) uint8 or float in [0, 255]."""
+
+    def read(self, indices: Sequence[int]) -> torch.Tensor:
+        return resize_frames(torch.as_tensor(self.decode(indices)), (self.height, self.width))
+
     def resize_to(self, size: tuple[int, int]) -> None:
-        """Serve frames at ``size`` (H, W) from now on (a subclass that can resize says so)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot resize its frames")
+        """Serve frames at ``size`` (H, W) from now on."""
+        self.height, self.width = int(size[0]), int(size[1])
+        self._cache.clear()
 
     def original_frames(self, chunk: int = 16) -> Iterator[np.ndarray]:
-        """Every frame at the original size, in order: (H0, W0, 3) uint8 arrays (for drawing)."""
-        raise NotImplementedError(f"{type(self).__name__} cannot give its original frames")
+        """Every frame at the original size, in order, as (H0, W0, 3) uint8 arrays (for drawing),
+        ``chunk`` decoded at a time."""
+        for start in range(0, self.num_frames, chunk):
+            frames = torch.as_tensor(self.decode(list(range(start, min(start + chunk, self.num_frames)))))
+            yield from frames.float().round().clamp(0, 255).to(torch.uint8).numpy()
 
 
-class TensorFrames(FrameSource):
+class TensorFrames(ResizedFrames):
     """A :class:`FrameSource` over a (T, H0, W0, 3) tensor or array already in memory, served at
     ``size`` (H, W) (default: as it is), resized a frame at a time as the tracker asks for it."""
 
@@ -100,18 +119,10 @@ class TensorFrames(FrameSource):
         video = torch.as_tensor(video)
         if video.ndim != 4 or video.shape[-1] != 3:
             raise ValueError(f"video must be (T, H, W, 3), got {tuple(video.shape)}")
-        super().__init__(video.shape[0], video.shape[1], video.shape[2], cache_frames=cache_frames)
+        super().__init__(video.shape[0], (video.shape[1], video.shape[2]), cache_frames=cache_frames)
         self.video = video
         if size is not None:
             self.resize_to(size)
 
-    def resize_to(self, size: tuple[int, int]) -> None:
-        self.height, self.width = int(size[0]), int(size[1])
-        self._cache.clear()
-
-    def read(self, indices: Sequence[int]) -> torch.Tensor:
-        return resize_frames(self.video[list(indices)], (self.height, self.width))
-
-    def original_frames(self, chunk: int = 16) -> Iterator[np.ndarray]:
-        for frame in self.video:
-            yield frame.float().round().clamp(0, 255).to(torch.uint8).numpy()
+    def decode(self, indices: Sequence[int]) -> torch.Tensor:
+        return self.video[list(indices)]

@@ -29,7 +29,7 @@ from gmrw.models import CheckpointError, load_model
 from gmrw.models import flush_denormals as flush
 from gmrw.tracking.api import check_queries, grid_queries, run_tracking
 from gmrw.tracking.coords import positions_to_video, queries_to_frames
-from gmrw.tracking.frames import FrameSource, TensorFrames
+from gmrw.tracking.frames import FrameSource, ResizedFrames, TensorFrames
 from gmrw.tracking.inputs import as_points, check_video_array, dense_queries, keep_inside_mask
 from gmrw.tracking.online import OnlineSession
 from gmrw.tracking.options import TrackingOptions, resolve_options, scaled_size
@@ -142,7 +142,8 @@ class Predictor:
 
     def open(self, video: Any) -> FrameSource:
         """The video as a :class:`~gmrw.tracking.FrameSource` serving frames at :meth:`frame_size`:
-        a path is decoded on demand, an array is resized a frame at a time. ValueError for a video
+        a path is decoded on demand, an array is resized a frame at a time (a source of your own is
+        used as it is, unless it is a :class:`~gmrw.tracking.frames.ResizedFrames`). ValueError for a video
         that cannot be tracked (no file, not a video, wrong shape or dtype, fewer than 2 frames)."""
         if isinstance(video, FrameSource):
             source = video
@@ -152,9 +153,8 @@ class Predictor:
             source = TensorFrames(check_video_array(video), cache_frames=max(32, 4 * self.pair_batch_size))
         if source.num_frames < 2:
             raise ValueError(f"video has {source.num_frames} frame(s); tracking needs at least 2")
-        size = self.frame_size(*source.original_size)
-        if (source.height, source.width) != size:
-            source.resize_to(size)
+        if isinstance(source, ResizedFrames):  # any other FrameSource is tracked at the size it serves
+            source.resize_to(self.frame_size(*source.original_size))
         return source
 
     # ------------------------------------------------------------------------------ queries

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from gmrw.data.video_io import import_decord
-from gmrw.tracking.frames import FrameSource, resize_frames
+from gmrw.tracking.frames import ResizedFrames
 
 
 class VideoReadError(ValueError):
     """A video file that cannot be read (missing, not a video, no frames), with a message naming it."""
 
 
-class VideoFile(FrameSource):
+class VideoFile(ResizedFrames):
     """Frames of a video file decoded on demand with decord, served at ``size`` (H, W) (default:
     the video's own; see :meth:`resize_to`). Only the frames asked for are decoded, so memory does
     not grow with the video's length."""
@@ -48,13 +47,9 @@ class VideoFile(FrameSource):
         except Exception:
             fps = 0.0
         self.fps = fps if math.isfinite(fps) and fps > 0 else 25.0
-        super().__init__(count, height, width, cache_frames)
+        super().__init__(count, (height, width), cache_frames)
         if size is not None:
             self.resize_to(size)
-
-    def resize_to(self, size: tuple[int, int]) -> None:
-        self.height, self.width = int(size[0]), int(size[1])
-        self._cache.clear()
 
     def decode(self, indices: Sequence[int]) -> np.ndarray:
         """Frames at the original size: (K, H0, W0, 3) uint8."""
@@ -64,11 +59,3 @@ class VideoFile(FrameSource):
             raise VideoReadError(
                 f"cannot decode frames {indices[0]}…{indices[-1]} of {self.path}: {type(exc).__name__}: {exc}"
             ) from None
-
-    def read(self, indices: Sequence[int]) -> torch.Tensor:
-        return resize_frames(torch.from_numpy(self.decode(indices)), (self.height, self.width))
-
-    def original_frames(self, chunk: int = 16) -> Iterator[np.ndarray]:
-        """Every frame at the original size, in order, ``chunk`` decoded at a time."""
-        for start in range(0, self.num_frames, chunk):
-            yield from self.decode(list(range(start, min(start + chunk, self.num_frames))))
