@@ -85,6 +85,8 @@ class OnlineSession:
         (online tracking cannot go back). Returns the (M,) indices the new points have in
         :meth:`step`'s outputs."""
         rows = as_points(points)
+        if rows.numel() == 0:
+            return torch.zeros(0, dtype=torch.long)
         current = max(self.t, 0)
         if rows.ndim == 2 and rows.shape[-1] == 2:
             rows = torch.cat((torch.full((len(rows), 1), float(current)), rows), dim=-1)
