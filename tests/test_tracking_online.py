@@ -160,3 +160,4 @@ def test_bad_online_input_is_named(net):
         session.step(np.zeros((2, 48, 64, 3), np.uint8))
     with pytest.raises(ValueError, match=r"\(M, 3\) rows"):
         session.add_queries([[1.0]])
+    assert session.add_queries([]).numel() == 0 and session.num_queries == 0
