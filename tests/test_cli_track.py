@@ -14,6 +14,8 @@ from gmrw.tracking import scaled_size
 from gmrw.tracking.coords import positions_to_video, queries_to_frames
 from helpers import run_console
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL_NET = {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2}
 
 

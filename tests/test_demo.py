@@ -22,6 +22,8 @@ from gmrw.demo.backend import DemoBackend, DemoError, Limits
 from gmrw.tracking import Predictor
 from helpers import BIN
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL_NET = {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2}
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -182,6 +184,7 @@ def test_demo_in_a_real_browser(files, tmp_path):
         "TMPDIR": str(sandbox["tmp"]),
         "HOME": str(sandbox["home"]),
         "PYTHONUNBUFFERED": "1",
+        "OMP_NUM_THREADS": "1",  # as this test's own Predictor runs (one_torch_thread)
     }
     env.pop("MPLCONFIGDIR", None)
     server = subprocess.Popen(

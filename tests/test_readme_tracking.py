@@ -16,6 +16,8 @@ from gmrw.cli.track import main as gmrw_track
 from gmrw.data.testing import textured_video, write_mp4
 from helpers import REPO
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 SMALL_NET = {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2}
 
 
@@ -57,7 +59,6 @@ def test_python_snippets_run_as_written(stand_ins):
     assert torch.equal(namespace["grid"][3, 5, 0], torch.tensor([20.0, 12.0]))
 
 
-@pytest.mark.slow
 def test_gmrw_track_lines_run_as_written(stand_ins, capsys):
     lines = [
         line for block in blocks(section("Tracking your own videos"), "bash") for line in block.splitlines()

@@ -4,11 +4,14 @@ written, colours follow starting positions, and dots land where the tracks say."
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from gmrw.tracking import dense_queries, load_tracks, save_dense, save_tracks
 from gmrw.tracking.outputs import dense_grid, start_colors
 from gmrw.viz.tracks import draw_dots
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_compact_npz_roundtrip(tmp_path):

@@ -12,6 +12,8 @@ from gmrw.data.testing import textured_video
 from gmrw.models import GMRW
 from gmrw.tracking import Predictor
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 class FrameByFrame(torch.nn.Module):
     """A GMRW whose encoder sees one frame per call. Offline tracking encodes a chunk's frames in

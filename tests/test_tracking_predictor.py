@@ -13,6 +13,8 @@ from gmrw.data.testing import textured_video, write_mp4
 from gmrw.models import GMRW
 from gmrw.tracking import Predictor, track
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def small_model():
