@@ -10,6 +10,8 @@ from gmrw.data.testing import textured_video
 from gmrw.models import GMRW
 from gmrw.tracking import FrameSource, TensorFrames, flow_cache_bytes, track, track_source
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def small_model():
