@@ -11,7 +11,8 @@ setup:
 	$(BIN)/python -m pip install --upgrade pip
 	# torch first: the pinned CPU wheel; the project's range then installs nothing more.
 	$(BIN)/python -m pip install torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install -e ".[dev]"
+	# dev: tests and lint; demo: gmrw-demo (Gradio), whose browser test is part of `make test`
+	$(BIN)/python -m pip install -e ".[dev,demo]"
 
 train:
 	$(BIN)/gmrw-train $(ARGS)

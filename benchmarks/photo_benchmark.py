@@ -92,15 +92,25 @@ def main(argv: list[str] | None = None) -> list[dict]:
         if path.is_dir():
             path = path / "checkpoints" / "last.ckpt"
         model = gmrw.load_model(path)
-        settings = [s.split("@") for s in args.setting] or [(None, None)]
-        for mode, size in settings:
-            options = {} if mode is None else {"mode": mode, "processing_size": int(size)}
+        settings = [s.split("@") for s in args.setting] or [[]]
+        for setting in settings:
+            options = {}
+            if setting:
+                options = {"mode": setting[0], "processing_size": int(setting[1])}
+                if len(setting) > 2:
+                    options["round_trip"] = float(setting[2])
             resolved = gmrw.tracking.resolve_options(model, **options)
-            label = f"GMRW {path.name} ({resolved.mode}, " + (
-                f"short side {resolved.processing_size})"
+            scale = (
+                f"short side {resolved.processing_size}"
                 if resolved.processing_size
-                else f"×{resolved.upsample_factor})"
+                else f"×{resolved.upsample_factor}"
             )
+            trip = (
+                f", round trip {resolved.round_trip:g} px"
+                if resolved.round_trip and resolved.mode == "direct"
+                else ""
+            )
+            label = f"GMRW {path.name} ({resolved.mode}, {scale}{trip})"
 
             def fn(e, options=options, model=model):
                 tracks, occluded = gmrw.track(model, e["video"][None], e["query_points"][None], **options)

@@ -8,17 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.cli.track import (
-    TrackInputError,
-    main,
-    parse_query,
-    read_points_file,
-    to_original,
-    to_processing,
-)
+from gmrw.cli.track import TrackInputError, main, parse_query, read_points_file
 from gmrw.data.testing import textured_video, write_mp4
 from gmrw.tracking import scaled_size
+from gmrw.tracking.coords import positions_to_video, queries_to_frames
 from helpers import run_console
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 SMALL_NET = {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2}
 
@@ -167,8 +163,90 @@ def test_resize_and_coordinates_roundtrip():
     assert scaled_size(480, 854, 256) == (256, 456)
     assert scaled_size(48, 64, 0) == (48, 64)
     assert scaled_size(50, 66, 0) == (48, 64)  # multiples of 8
-    points = np.array([[0, 10.0, 20.0], [2, 853.0, 479.0]])  # (t, x, y)
-    inside = to_processing(points, (480, 854), (256, 456))
+    points = torch.tensor([[0, 20.0, 10.0], [2, 479.0, 853.0]])  # (t, y, x)
+    inside = queries_to_frames(points, (480, 854), (256, 456))
     assert inside[:, 0].tolist() == [0, 2]
-    back = to_original(inside[None, :, 1:].flip(-1).permute(1, 0, 2), (480, 854), (256, 456))
-    np.testing.assert_allclose(back[:, 0], points[:, 1:], atol=1e-3)
+    back = positions_to_video(inside[:, [2, 1]], (480, 854), (256, 456))
+    torch.testing.assert_close(back, points[:, [2, 1]], atol=1e-3, rtol=0)
+
+
+def lightning_checkpoint(path: Path, tracking: dict) -> Path:
+    """A checkpoint as our trainer writes it, carrying how its model tracks."""
+    from gmrw.models import GMRW
+
+    torch.manual_seed(0)
+    state = {f"model.{k}": v for k, v in GMRW(**SMALL_NET).state_dict().items()}
+    torch.save(
+        {"state_dict": state, "hyper_parameters": {"net": dict(SMALL_NET), "tracking": tracking}}, path
+    )
+    return path
+
+
+def test_dense_writes_compact_tracks_and_video(clip, tmp_path, capsys):
+    """--dense 8 on the 64×48 clip at a checkpoint's processing size: 6×8 points from frame 2, the
+    compact npz equals the Predictor's tracks (to float16), and a video of the same length."""
+    from gmrw.data.video_io import import_decord
+    from gmrw.tracking import Predictor, load_tracks
+
+    checkpoint = lightning_checkpoint(tmp_path / "sized.ckpt", {"mode": "direct", "processing_size": 32})
+    out = tmp_path / "out"
+    code = main(
+        [
+            str(clip["video"]),
+            "--checkpoint",
+            str(checkpoint),
+            "--dense",
+            "8",
+            "--grid-frame",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == ["clip.dense.mp4", "clip.dense.npz"]
+    data = load_tracks(out / "clip.dense.npz")
+    assert data["tracks"].shape == (6 * 8, 9, 2) and data["grid"].tolist() == [6, 8]
+    expected, occluded = Predictor(checkpoint, "cpu")(clip["video"], dense=8, grid_query_frame=2)
+    assert np.abs(data["tracks"] - expected.numpy()).max() <= 0.125
+    assert np.array_equal(data["occluded"], occluded.numpy())
+    np.testing.assert_array_equal(data["tracks"][:, 2], data["queries"][:, [2, 1]])
+    assert len(import_decord().VideoReader(str(out / "clip.dense.mp4"))) == 9
+
+
+def test_online_writes_the_offline_forward_tracks(clip, tmp_path, capsys):
+    """--online feeds the file frame by frame: frame-0 queries follow the offline chained tracks;
+    a query at frame 4 is NaN before it; the per-frame latency is printed."""
+    from gmrw.tracking import Predictor
+
+    out = tmp_path / "out"
+    argv = [str(clip["video"]), "--checkpoint", str(clip["checkpoint"]), "--resize", "0", "--no-video"]
+    code = main([*argv, "--query", "0,20,30", "--query", "4,40,10", "--online", "--out", str(out)])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert "ms per frame" in captured.out
+    data = np.load(out / "clip.tracks.npz")
+    expected, _ = Predictor(clip["checkpoint"], "cpu", mode="chained", processing_size=0)(
+        clip["video"], queries=data["queries"]
+    )
+    # Equal up to the float noise of batched encodings (bit for bit in test_tracking_online), which
+    # this random model's steep flows amplify along the chain: tight early, looser by frame 8.
+    assert np.abs(data["tracks"][0, :4] - expected[0, :4].numpy()).max() < 2e-2
+    assert np.abs(data["tracks"][0] - expected[0].numpy()).max() < 1
+    assert np.abs(data["tracks"][1, 4:] - expected[1, 4:].numpy()).max() < 1
+    assert np.isnan(data["tracks"][1, :4]).all() and data["occluded"][1, :4].all()
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--dense", "0"], "stride must be at least 1"),
+        (["--dense", "4", "--grid", "3"], "give no --grid"),
+        (["--dense", "4", "--online"], "do not go together"),
+        (["--resize", "128", "--upsample", "2"], "not both"),
+    ],
+)
+def test_bad_dense_and_online_options(clip, tmp_path, capsys, extra, message):
+    code, err = _run([clip["video"], "--out", tmp_path / "out", *extra], capsys)
+    assert code == 1 and message in err, err
+    assert not (tmp_path / "out").exists()

@@ -10,6 +10,8 @@ from gmrw.data.testing import textured_video
 from gmrw.models import GMRW
 from gmrw.tracking import FrameSource, TensorFrames, flow_cache_bytes, track, track_source
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 
 @pytest.fixture(scope="module")
 def small_model():
@@ -63,15 +65,15 @@ def test_flow_cache_is_skipped_when_too_big(small_model, monkeypatch):
     queries = torch.tensor([[0, 4.0, 4.0], [5, 8.0, 8.0]])
     assert flow_cache_bytes(queries, 16, 16) == 5 * 2 * 2 * 16 * 16 * 4
     seen = []
-    import gmrw.tracking.stream as stream
+    import gmrw.tracking.api as api
 
-    real = stream.chained_tracks
+    real = api.chained_tracks
 
     def spy(*args):
         seen.append(args[-1])  # cache_flows
         return real(*args)
 
-    monkeypatch.setattr(stream, "chained_tracks", spy)
+    monkeypatch.setattr(api, "chained_tracks", spy)
     track_source(small_model, TensorFrames(video), queries, flow_cache_limit=1000)
     track_source(small_model, TensorFrames(video), queries)
     assert seen == [False, True]
@@ -79,7 +81,7 @@ def test_flow_cache_is_skipped_when_too_big(small_model, monkeypatch):
 
 def test_track_source_rejects_bad_input(small_model):
     video = torch.from_numpy(textured_video(4, 16, 16, seed=4))
-    with pytest.raises(ValueError, match="outside the video's frames"):
+    with pytest.raises(ValueError, match="frame 4 is out of range, the video has frames 0..3"):
         track_source(small_model, TensorFrames(video), torch.tensor([[4, 2.0, 2.0]]))
     with pytest.raises(ValueError, match="outside the 16x16 frame"):
         track_source(small_model, TensorFrames(video), torch.tensor([[0, 2.0, 17.0]]))

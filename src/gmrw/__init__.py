@@ -5,6 +5,8 @@ tools start fast.
 
     model = gmrw.load_model("kubric_73k.pth")                   # or a gmrw .ckpt, or None
     tracks, occluded = gmrw.track(model, video, queries)         # video (B,T,H,W,3) in [0,255]
+    predictor = gmrw.Predictor("kubric_73k.pth")                 # the object for your own videos
+    tracks, occluded = predictor("clip.mp4", grid_size=10)       # (N,T,2) (x,y), (N,T), video pixels
 """
 
 from __future__ import annotations
@@ -19,13 +21,14 @@ _LAZY = {
     "load_model": ("gmrw.models", "load_model"),
     "flush_denormals": ("gmrw.models", "flush_denormals"),
     "track": ("gmrw.tracking", "track"),
+    "Predictor": ("gmrw.tracking", "Predictor"),
 }
 
-__all__ = ["GMRW", "__version__", "flush_denormals", "load_model", "track"]
+__all__ = ["GMRW", "Predictor", "__version__", "flush_denormals", "load_model", "track"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from gmrw.models import GMRW, flush_denormals, load_model
-    from gmrw.tracking import track
+    from gmrw.tracking import Predictor, track
 
 
 def __getattr__(name: str) -> Any:

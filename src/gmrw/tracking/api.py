@@ -2,135 +2,22 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
-import torch.nn.functional as F
 
-from gmrw.tracking.core import Pair, chained_tracks, direct_tracks
+from gmrw.tracking.core import chained_tracks, direct_tracks
+from gmrw.tracking.flows import ModelPairFlows
 from gmrw.tracking.options import METHODS, MODES, TrackingOptions, resolve_options
 
-__all__ = ["METHODS", "MODES", "ModelPairFlows", "check_queries", "check_video", "count_pairs", "track"]
-
-
-class ModelPairFlows:
-    """The pair-flow function backed by a model: ``(b, src, dst)`` triples → (K, 2, H, W) flows.
-
-    Frames are converted to float [0, 255], resized to ``model_size`` (H', W') (default: scaled by
-    ``upsample_factor``; bilinear, aligned corners, antialiased when shrinking) on the fly, and sent
-    to the model ``pair_batch_size`` pairs at a time; flows are resized to the original (H, W) by
-    the model, so tracks stay in input pixels.
-
-    With a GMRW (a model with ``encode``, ``refine`` and ``flow_from_features``) each frame of a
-    chunk is encoded once however many pairs it is in, and a pair asked for in both directions
-    (chained mode's forward and backward flows) is refined once: the feature transformer treats
-    its two inputs symmetrically, so ``refine(b, a)`` is ``refine(a, b)`` swapped, and the reverse
-    flow is read from the same features. That halves chained mode's cost; any other model goes
-    through ``flow(src, dst, ...)`` one pair at a time.
-
-    Args:
-        model: anything with ``flow(src, dst, method=, window=, size=)``.
-        video: (B, T, H, W, 3) uint8 or float in [0, 255], on any device (or a
-            :class:`gmrw.tracking.FrameSource`).
-    """
-
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        video: torch.Tensor,
-        upsample_factor: float = 1,
-        method: str = "weighted_sum",
-        window: float | None = None,
-        pair_batch_size: int = 8,
-        progress=None,
-        model_size: tuple[int, int] | None = None,
-    ):
-        self.model = model
-        self.video = video
-        self.height, self.width = int(video.shape[2]), int(video.shape[3])
-        self.model_size = (
-            tuple(model_size)
-            if model_size is not None
-            else (TrackingOptions(upsample_factor=upsample_factor).model_size(self.height, self.width))
-        )
-        self.method = method
-        self.window = window
-        self.pair_batch_size = max(1, int(pair_batch_size))
-        self.progress = progress
-        self.calls = 0  # flows computed so far (tests check nothing is wasted)
-        self.shared = all(
-            callable(getattr(model, name, None)) for name in ("encode", "refine", "flow_from_features")
-        )
-        try:
-            self.device = next(model.parameters()).device
-        except (StopIteration, AttributeError):
-            self.device = video.device
-
-    def frames(self, index: Sequence[tuple[int, int]]) -> torch.Tensor:
-        """(video, frame) pairs → (K, 3, H', W') float32 on the model's device."""
-        bs = torch.tensor([i for i, _ in index])
-        ts = torch.tensor([t for _, t in index])
-        x = self.video[bs.to(self.video.device), ts.to(self.video.device)]
-        x = x.to(self.device).permute(0, 3, 1, 2).float()
-        if self.model_size != (self.height, self.width):
-            shrink = self.model_size[0] < self.height or self.model_size[1] < self.width
-            x = F.interpolate(x, size=self.model_size, mode="bilinear", align_corners=True, antialias=shrink)
-        return x
-
-    def __call__(self, pairs: Sequence[Pair]) -> torch.Tensor:
-        if not self.shared:
-            return self._one_by_one(pairs)
-        # Each unordered pair once, oriented as first asked; where it is asked for each request.
-        requests: dict[Pair, list[tuple[int, bool]]] = {}
-        for position, (b, s, d) in enumerate(pairs):
-            if (b, d, s) in requests:
-                requests[(b, d, s)].append((position, True))
-            else:
-                requests.setdefault((b, s, d), []).append((position, False))
-        out: list[torch.Tensor | None] = [None] * len(pairs)
-        keys = list(requests)
-        size = (self.height, self.width)
-        for i in range(0, len(keys), self.pair_batch_size):
-            chunk = keys[i : i + self.pair_batch_size]
-            frames = list(dict.fromkeys([(b, s) for b, s, _ in chunk] + [(b, d) for b, _, d in chunk]))
-            slot = {frame: k for k, frame in enumerate(frames)}
-            encoded = self.model.encode(self.frames(frames))
-            refined_src, refined_dst = self.model.refine(
-                encoded[[slot[(b, s)] for b, s, _ in chunk]], encoded[[slot[(b, d)] for b, _, d in chunk]]
-            )
-            produced = 0
-            for reverse in (False, True):
-                rows = [k for k, key in enumerate(chunk) if any(r == reverse for _, r in requests[key])]
-                if not rows:
-                    continue
-                src, dst = (refined_dst, refined_src) if reverse else (refined_src, refined_dst)
-                flows = self.model.flow_from_features(
-                    src[rows], dst[rows], self.method, self.window, size
-                ).float()
-                for flow, k in zip(flows, rows):
-                    for position, r in requests[chunk[k]]:
-                        if r == reverse:
-                            out[position] = flow
-                produced += len(rows)
-            self.calls += produced
-            if self.progress is not None:
-                self.progress.update(produced)
-        return torch.stack(out) if out else torch.zeros(0, 2, *size, device=self.device)
-
-    def _one_by_one(self, pairs: Sequence[Pair]) -> torch.Tensor:
-        out = []
-        for i in range(0, len(pairs), self.pair_batch_size):
-            chunk = pairs[i : i + self.pair_batch_size]
-            src = self.frames([(b, s) for b, s, _ in chunk])
-            dst = self.frames([(b, d) for b, _, d in chunk])
-            flow = self.model.flow(
-                src, dst, method=self.method, window=self.window, size=(self.height, self.width)
-            )
-            out.append(flow.float())
-            self.calls += len(chunk)
-            if self.progress is not None:
-                self.progress.update(len(chunk))
-        return torch.cat(out)
+__all__ = [
+    "METHODS",
+    "MODES",
+    "ModelPairFlows",
+    "check_queries",
+    "check_video",
+    "count_pairs",
+    "run_tracking",
+    "track",
+]
 
 
 def check_video(video: torch.Tensor) -> None:
@@ -143,9 +30,9 @@ def check_video(video: torch.Tensor) -> None:
 
 
 def check_queries(queries: torch.Tensor, num_frames: int, height: int, width: int, batch: int) -> None:
-    """ValueError for queries not (B, N, 3), with a non-integer or out-of-range frame index, or
-    outside the frame (x in [0, W], y in [0, H]; the far edge is allowed because TAP-Vid scales
-    coordinates in [0, 1] by the frame size)."""
+    """ValueError naming the first query that is not (B, N, 3), not finite, at a non-integer or
+    out-of-range frame index, or outside the frame (x in [0, W], y in [0, H]; the far edge is
+    allowed because TAP-Vid scales coordinates in [0, 1] by the frame size)."""
     if not isinstance(queries, torch.Tensor) or queries.ndim != 3 or queries.shape[-1] != 3:
         shape = tuple(queries.shape) if hasattr(queries, "shape") else type(queries).__name__
         raise ValueError(f"queries must be a tensor of shape (B, N, 3) as (t, y, x), got {shape}")
@@ -153,25 +40,74 @@ def check_queries(queries: torch.Tensor, num_frames: int, height: int, width: in
         raise ValueError(f"queries are for {queries.shape[0]} videos but the batch has {batch}")
     if queries.numel() == 0:
         return
-    q = queries.detach().float()
-    if not torch.isfinite(q).all():
-        raise ValueError("queries contain NaN or infinite values")
+    q = queries.detach().double().cpu()
     t, y, x = q[..., 0], q[..., 1], q[..., 2]
-    if (t - t.round()).abs().max() > 1e-4:
-        raise ValueError("query frame indices t must be integers")
-    bad = (t.round() < 0) | (t.round() > num_frames - 1)
-    if bad.any():
-        first = tuple(torch.nonzero(bad)[0].tolist())
-        raise ValueError(
-            f"query {first} is at frame {float(t[first]):g}, outside the video's frames 0..{num_frames - 1}"
-        )
-    bad = (x < 0) | (x > width) | (y < 0) | (y > height)
-    if bad.any():
-        first = tuple(torch.nonzero(bad)[0].tolist())
-        raise ValueError(
-            f"query {first} at (x={float(x[first]):g}, y={float(y[first]):g}) is outside the "
-            f"{width}x{height} frame"
-        )
+    problems = [
+        (~torch.isfinite(q).all(-1), "not a finite number"),
+        ((t - t.round()).abs() > 1e-4, "the frame index t must be an integer"),
+        (
+            (t.round() < 0) | (t.round() > num_frames - 1),
+            "frame {frame} is out of range, the video has frames 0..{last}",
+        ),
+        ((x < 0) | (x > width) | (y < 0) | (y > height), f"outside the {width}x{height} frame"),
+    ]
+    for bad, message in problems:
+        if bad.any():
+            b, n = torch.nonzero(bad)[0].tolist()
+            label = f"query {n}" if batch == 1 else f"query {n} of video {b}"
+            values = f"t={float(t[b, n]):g}, y={float(y[b, n]):g}, x={float(x[b, n]):g}"
+            detail = message.format(frame=round(float(t[b, n])), last=num_frames - 1)
+            raise ValueError(f"{label} ({values}): {detail}")
+
+
+def run_tracking(
+    model: torch.nn.Module,
+    video,
+    queries: torch.Tensor,
+    options: TrackingOptions,
+    pair_batch_size: int = 8,
+    cache_flows: bool = True,
+    progress: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one tracking loop behind :func:`track`, :func:`~gmrw.tracking.track_source` and
+    :class:`~gmrw.Predictor`, for checked inputs.
+
+    Args:
+        video: (B, T, H, W, 3) tensor in [0, 255] or a :class:`~gmrw.tracking.FrameSource` (B = 1).
+        queries: (B, N, 3) (t, y, x) pixels of those frames.
+        options: resolved options (:func:`~gmrw.tracking.resolve_options`).
+
+    Returns:
+        tracks (B, N, T, 2) (x, y) pixels float32 and visible (B, N, T) bool, on ``queries``' device.
+    """
+    b, t, h, w = (int(v) for v in video.shape[:4])
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        total = count_pairs(options.mode, queries, t, options.round_trip is not None)
+        if options.mode == "chained" and not cache_flows and queries.shape[1]:
+            frames = torch.round(queries[..., 0]).long()
+            total += 2 * b * max(0, int(frames.max()) - int(frames.min()))  # steps both sweeps compute
+        bar = tqdm(total=total, desc=f"gmrw {options.mode} tracking", unit="pair")
+    flows = ModelPairFlows(
+        model,
+        video,
+        method=options.method,
+        window=options.window,
+        pair_batch_size=pair_batch_size,
+        progress=bar,
+        model_size=options.model_size(h, w),
+    )
+    try:
+        with torch.no_grad():
+            if options.mode == "chained":
+                steps = max(1, pair_batch_size // (2 * b))
+                return chained_tracks(queries, t, (h, w), flows, steps, cache_flows)
+            return direct_tracks(queries, t, (h, w), flows, max(1, pair_batch_size), options.round_trip)
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def track(
@@ -233,36 +169,9 @@ def track(
     check_video(video)
     b, t, h, w, _ = video.shape
     check_queries(queries, t, h, w, b)
-    queries = queries.detach()
-
-    bar = None
-    if progress:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(
-            total=count_pairs(options.mode, queries, t), desc=f"gmrw {options.mode} tracking", unit="pair"
-        )
-    flows = ModelPairFlows(
-        model,
-        video,
-        method=options.method,
-        window=options.window,
-        pair_batch_size=pair_batch_size,
-        progress=bar,
-        model_size=options.model_size(h, w),
+    tracks, visible = run_tracking(
+        model, video, queries.detach(), options, pair_batch_size, cache_flows, progress
     )
-    try:
-        with torch.no_grad():
-            if options.mode == "chained":
-                steps = max(1, pair_batch_size // (2 * b))
-                tracks, visible = chained_tracks(queries, t, (h, w), flows, steps, cache_flows)
-            else:
-                tracks, visible = direct_tracks(
-                    queries, t, (h, w), flows, max(1, pair_batch_size), options.round_trip
-                )
-    finally:
-        if bar is not None:
-            bar.close()
     return tracks, ~visible
 
 

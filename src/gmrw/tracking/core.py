@@ -41,6 +41,34 @@ def query_xy(queries: torch.Tensor) -> torch.Tensor:
     return torch.stack((queries[..., 2], queries[..., 1]), dim=-1).float()
 
 
+def forward_step(
+    positions: torch.Tensor,
+    flow_forward: torch.Tensor,
+    flow_backward: torch.Tensor,
+    threshold: float = CONSISTENCY_THRESHOLD,
+    restart: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of chained tracking over the frame pair (t, t+1), shared by the offline forward
+    sweep and online tracking so that both compute the same positions.
+
+    Args:
+        positions: (B, N, 2) (x, y) pixels at frame t.
+        flow_forward / flow_backward: (B, 2, H, W) flows t → t+1 and t+1 → t.
+        restart: optional (mask (B, N) bool, start (B, N, 2)): points placed at ``start`` at t+1
+            (queries of frame t+1) instead of moved.
+
+    Returns:
+        positions at t+1 (B, N, 2), and consistent (B, N) bool: the forward flow at the point and
+        the backward flow where it lands cancel to within ``threshold`` px.
+    """
+    delta = sample_flow(flow_forward, positions)
+    following = positions + delta
+    if restart is not None:
+        following = torch.where(restart[0].unsqueeze(-1), restart[1], following)
+    back = sample_flow(flow_backward, following)
+    return following, torch.norm(delta + back, dim=-1) < threshold
+
+
 def chained_tracks(
     queries: torch.Tensor,
     num_frames: int,
@@ -99,10 +127,7 @@ def chained_tracks(
             flow_f, flow_b = flows[t]
             current = torch.where((frames == t).unsqueeze(-1), start, current)
             tracks[:, :, t] = current
-            delta = sample_flow(flow_f, current)
-            following = torch.where((frames == t + 1).unsqueeze(-1), start, current + delta)
-            back = sample_flow(flow_b, following)
-            check = torch.norm(delta + back, dim=-1) < threshold
+            following, check = forward_step(current, flow_f, flow_b, threshold, (frames == t + 1, start))
             consistent[:, :, t] = torch.where(frames <= t, check, consistent[:, :, t])
             current = following
             if cache_flows and t < last_query:

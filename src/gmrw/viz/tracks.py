@@ -193,6 +193,40 @@ def render_tracks(
         yield draw_tracks(frame, tracks, occluded, t, colors, trail_length, radius, line_width)
 
 
+def draw_dots(
+    frame: np.ndarray, points: np.ndarray, colors: np.ndarray, size: int = 1, alpha: float = 0.85
+) -> np.ndarray:
+    """``frame`` (H, W, 3) with a ``size`` × ``size`` square dot of ``colors[i]`` (N, 3) at each
+    of ``points`` (N, 2) (x, y) (nearest pixel; later points on top): for thousands of points,
+    where discs and trails would be a blur. Returns a new (H, W, 3) uint8 array."""
+    image = np.asarray(frame, dtype=np.float32).copy()
+    h, w = image.shape[:2]
+    finite = np.isfinite(points).all(-1)
+    base = np.round(points[finite]).astype(np.int64) - (size - 1) // 2
+    color = np.asarray(colors, dtype=np.float32)[finite]
+    for dy in range(size):
+        for dx in range(size):
+            cols, rows = base[:, 0] + dx, base[:, 1] + dy
+            keep = (rows >= 0) & (rows < h) & (cols >= 0) & (cols < w)
+            r, c = rows[keep], cols[keep]
+            image[r, c] = image[r, c] * (1 - alpha) + color[keep] * alpha
+    return np.clip(image.round(), 0, 255).astype(np.uint8)
+
+
+def render_dense(
+    frames: Iterable[np.ndarray],
+    tracks: np.ndarray,
+    occluded: np.ndarray,
+    colors: np.ndarray,
+    dot_size: int = 1,
+) -> Iterator[np.ndarray]:
+    """Frames with every visible point of dense tracks (N, T, 2) / (N, T) drawn as a dot, one at
+    a time."""
+    for t, frame in enumerate(frames):
+        seen = ~occluded[:, t]
+        yield draw_dots(frame, tracks[seen, t], colors[seen], dot_size)
+
+
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 10.0) -> Path:
     """Write (H, W, 3) uint8 frames as an H.264 mp4, atomically: frames go to a temporary file
     next to ``path`` that replaces it only once complete, so a failure leaves nothing behind.

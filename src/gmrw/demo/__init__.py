@@ -1,0 +1,1 @@
+"""``gmrw-demo``: try GMRW tracking in the browser (Gradio; ``pip install -e ".[demo]"``)."""
