@@ -115,11 +115,21 @@ def test_short_training_run_writes_track_videos(tmp_path):
         "trainer.val_check_interval=2",
         "data.num_val_videos=2",
         "data.batch_size=2",
+        "data.img_size1=[64,64]",
+        "data.img_size2=[48,48]",
+        "data.frame_size=[64,64]",
+        "data.texture_bank=4",
+        "data.val_num_frames=6",
+        "data.val_frame_size=[48,48]",
+        "data.val_photos_videos=1",
+        "data.val_photos_frames=5",
+        "model.tracking.processing_size=64",
         "validate_before_training=false",
     ]
     summary = train(compose_train(overrides, tmp_path))
-    assert "val/aj" in summary["last"]
+    assert "val/aj" in summary["last"] and "val_photos/aj" in summary["last"]
     videos = sorted((tmp_path / "viz").glob("tracks_step*.mp4"))
     assert [p.name for p in videos] == ["tracks_step0000002.mp4"]
     reader = decord.VideoReader(str(videos[-1]))
-    assert len(reader) == 10 and min(reader[0].shape[:2]) >= 256  # val_num_frames; enlarged 64 → 256
+    # The real-photo benchmark's first video is drawn (callbacks.track_video.val_set: val_photos).
+    assert len(reader) == 5 and min(reader[0].shape[:2]) >= 256

@@ -140,7 +140,8 @@ def test_datamodule_batches_follow_the_contract(kinetics_root, tmp_path):
         batch = next(iter(dm.train_dataloader()))
     assert batch["frames"].shape == (2, 4, 3, 32, 32) and batch["frames"].dtype == torch.float32
     assert batch["affine_b2f"].shape == (2, 2, 3) and batch["index"].shape == (2,)
-    val = list(dm.val_dataloader())
+    (loader,) = dm.val_dataloader()
+    val = list(loader)
     assert len(val) == 2 and val[0]["video"].shape[0] == 1 and val[0]["video"].dtype == torch.uint8
 
 

@@ -205,7 +205,8 @@ def test_datamodule_loader_and_tsv_validation(movi_root, tmp_path):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["frames"].shape == (2, 4, 3, 32, 32) and batch["index"].dtype == torch.int64
-    val = list(dm.val_dataloader())
+    (loader,) = dm.val_dataloader()
+    val = list(loader)
     assert len(val) == 2
     assert val[0]["video"].shape == (1, FRAMES, 32, 32, 3) and val[0]["query_points"].shape[-1] == 3
 

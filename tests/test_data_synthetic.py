@@ -194,3 +194,23 @@ def test_config_instantiates():
     assert min(cfg.img_size2) >= 128, "the world trains on crops of at least 128x128"
     assert dm.val_sets["val"].query_mode == "first" and "val_photos" in dm.val_set_names
     assert dm.train_set[0]["frames"].shape == (4, 3, *cfg.img_size2)
+
+
+def test_a_validation_set_smaller_than_the_world_is_named():
+    from types import SimpleNamespace
+
+    dm = SyntheticDataModule(
+        batch_size=1,
+        img_size1=48,
+        img_size2=32,
+        frame_size=48,
+        texture_bank=2,
+        num_val_videos=2,
+        val_num_frames=4,
+        val_frame_size=32,
+        val_points=4,
+        val_photos_videos=1,
+    )
+    dm.trainer_or_none = lambda: SimpleNamespace(global_rank=0, world_size=2)
+    with pytest.raises(ValueError, match="'val_photos' has 1 video"):
+        dm.val_dataloader()

@@ -142,6 +142,7 @@ def test_ddp_sim_two_ranks(tmp_path):
             "callbacks=[default,batch_indices]",
             "callbacks.model_checkpoint.every_n_train_steps=3",
             "data.batch_size=2",
+            "data.val_photos_videos=2",  # a video per process
         ],
         cwd=tmp_path,
         env={"GMRW_RUNS": str(tmp_path / "runs")},

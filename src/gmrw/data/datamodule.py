@@ -76,6 +76,14 @@ class ClipDataModule(pl.LightningDataModule):
         self.setup("validate")
         trainer = self.trainer_or_none()
         rank, world = (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+        for name, dataset in self.val_sets.items():
+            if len(dataset) < world:
+                # Lightning refuses a rank with an empty validation loader, and padding would
+                # score a video twice.
+                raise ValueError(
+                    f"validation set {name!r} has {len(dataset)} video(s), fewer than the {world} "
+                    "processes: give it at least one video per process"
+                )
         return [tapvid_loader(dataset, rank, world, num_workers=0) for dataset in self.val_sets.values()]
 
     def trainer_or_none(self) -> pl.Trainer | None:

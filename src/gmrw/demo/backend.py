@@ -221,10 +221,10 @@ class DemoBackend:
 
 
 def example_video(folder: str | Path) -> Path:
-    """A short synthetic clip (textured sprites moving over a textured background) to try the
-    demo on, written into ``folder``."""
-    from gmrw.data.synthetic import render_video
+    """A short clip to try the demo on, written into ``folder``: a photograph under a moving camera
+    with photo cut-outs moving over it (the real-photo benchmark's first video, longer)."""
+    from gmrw.data.photo_videos import photo_video
     from gmrw.data.testing import write_mp4
 
-    clip = render_video(seed=3, num_frames=24, height=192, width=256, num_sprites=4, motion_scale=1.5)
+    clip = photo_video(0, num_frames=24, size=256)
     return write_mp4(Path(folder) / "example.mp4", clip.video.numpy(), fps=12)
