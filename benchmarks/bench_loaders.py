@@ -43,7 +43,8 @@ def _rate(fn, keys) -> tuple[float, float]:
 
 
 def prepare_kinetics(work: Path, resolutions, videos: int, seconds: float, fps: int) -> dict[str, Path]:
-    from gmrw.data.testing import textured_video, write_mp4
+    from gmrw.data.tiny import textured_video
+    from gmrw.video import write_video
 
     roots = {}
     for res in resolutions:
@@ -53,13 +54,13 @@ def prepare_kinetics(work: Path, resolutions, videos: int, seconds: float, fps: 
             path = root / "train" / f"class{v % 2}" / f"video{v:02d}.mp4"
             if not path.exists():
                 frames = textured_video(int(seconds * fps), h, w, seed=v, motion=(1, 2))
-                write_mp4(path, frames, fps=fps)
+                write_video(path, frames, fps=fps)
         roots[res] = root
     return roots
 
 
 def prepare_kubric(work: Path, examples: int) -> Path:
-    from gmrw.data.testing import write_tiny_movi_e
+    from gmrw.data.tiny import write_tiny_movi_e
 
     root = work / f"tfds_movi_e_{examples}x24x256"
     if not (root / "movi_e" / "256x256" / "1.0.0" / "features.json").exists():
@@ -91,7 +92,7 @@ def main() -> None:
     results = []
 
     from gmrw.data.kinetics import KineticsPairs
-    from gmrw.data.video_io import read_frames
+    from gmrw.video import read_frames
 
     t0 = time.perf_counter()
     roots = prepare_kinetics(work, args.resolutions.split(","), args.videos, args.seconds, args.fps)

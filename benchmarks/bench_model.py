@@ -106,6 +106,7 @@ def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from gmrw.losses import walk_loss
     from gmrw.models import GMRW
 
     if config.startswith("ours") or config.endswith("-ftz"):
@@ -132,7 +133,7 @@ def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
                 if config.startswith("ref"):
                     loss = model(frames, affine, 0.5)[1]
                 else:
-                    loss = model.walk_loss(frames, affine, 0.5)["loss"]
+                    loss = walk_loss(model, frames, affine, 0.5)["loss"]
             loss.backward()
             return loss.item()
 

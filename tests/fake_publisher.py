@@ -19,7 +19,7 @@ import threading
 import zipfile
 from pathlib import Path
 
-from gmrw.data import testing
+from gmrw.data import tiny
 
 CVDF = "https://s3.amazonaws.com/kinetics/700_2020"
 KINETICS_ROOT = "kinetics/700_2020"
@@ -185,7 +185,7 @@ class PublisherTree:
 def build_tree(root: Path, work: Path) -> PublisherTree:
     """Kinetics tarballs (train: one with class folders, one flat; val: class folders), annotation
     CSVs, TAP-Vid zips and the TAP-Vid-Kinetics labels zip, under the publishers' URL paths."""
-    videos = testing.write_tiny_kinetics(
+    videos = tiny.write_tiny_kinetics(
         work / "kinetics", classes=("abseiling", "playing cello"), videos_per_class=2, num_frames=6,
         size=(32, 32), bad_files=False,
     )["good"]  # fmt: skip
@@ -216,7 +216,7 @@ def build_tree(root: Path, work: Path) -> PublisherTree:
         path.write_text(out.getvalue())
 
     for name, kind in (("tapvid_davis", "davis"), ("tapvid_rgb_stacking", "rgb_stacking")):
-        pkl = testing.write_tapvid_pickle(
+        pkl = tiny.write_tapvid_pickle(
             work / f"{name}.pkl", kind, num_videos=2, num_frames=5, size=(24, 32)
         )
         tree.pickles[name] = pkl.read_bytes()
@@ -229,7 +229,7 @@ def build_tree(root: Path, work: Path) -> PublisherTree:
 
 def add_movi_e(tree: PublisherTree, work: Path) -> Path:
     """A tiny TFDS build of movi_e/256x256 at Kubric's bucket path; returns its version folder."""
-    version_dir = testing.write_tiny_movi_e(
+    version_dir = tiny.write_tiny_movi_e(
         work / "tfds", num_train=2, num_validation=1, num_frames=4, size=(16, 16)
     )
     target = tree.root / "kubric-public" / "tfds" / "movi_e" / "256x256" / version_dir.name

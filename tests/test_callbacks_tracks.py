@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gmrw.callbacks.track_video import TrackVideoLogger, upscale
-from gmrw.data.testing import textured_video
+from gmrw.data.tiny import textured_video
 from gmrw.models import GMRW
 
 
@@ -35,7 +35,7 @@ def _trainer(step=7, loggers=()):
 
 
 def test_video_written_and_logged(tmp_path):
-    from gmrw.data.video_io import import_decord
+    from gmrw.video import import_decord
 
     decord = import_decord()
 
@@ -98,7 +98,7 @@ def test_upscale_moves_tracks_with_pixels():
 @pytest.mark.slow
 def test_short_training_run_writes_track_videos(tmp_path):
     """The default callbacks in a 2-step run that validates once, at step 2."""
-    from gmrw.data.video_io import import_decord
+    from gmrw.video import import_decord
 
     decord = import_decord()
 
@@ -113,16 +113,16 @@ def test_short_training_run_writes_track_videos(tmp_path):
         "logger=csv",
         "trainer.max_steps=2",
         "trainer.val_check_interval=2",
-        "data.num_val_videos=2",
+        "data.val_sets.val.num_videos=2",
         "data.batch_size=2",
-        "data.img_size1=[64,64]",
-        "data.img_size2=[48,48]",
-        "data.frame_size=[64,64]",
-        "data.texture_bank=4",
-        "data.val_num_frames=6",
-        "data.val_frame_size=[48,48]",
-        "data.val_photos_videos=1",
-        "data.val_photos_frames=5",
+        "data.train_set.img_size1=[64,64]",
+        "data.train_set.img_size2=[48,48]",
+        "data.train_set.frame_size=[64,64]",
+        "data.train_set.texture_bank=4",
+        "data.val_sets.val.num_frames=6",
+        "data.val_sets.val.frame_size=[48,48]",
+        "data.val_sets.val_photos.num_videos=1",
+        "data.val_sets.val_photos.num_frames=5",
         "model.tracking.processing_size=64",
         "validate_before_training=false",
     ]

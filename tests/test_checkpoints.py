@@ -16,12 +16,7 @@ import torch
 from lightning_fabric.utilities.types import _Stateful
 from omegaconf import OmegaConf
 
-from gmrw.cli.train import ConfigError, resume_path
-from gmrw.data.sampling import StepStreamSampler, training_loader
-from gmrw.paths import run_name
-from gmrw.training import checkpoint_io
-from gmrw.training.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError, atomic_torch_save
-from gmrw.training.checkpoints import (
+from gmrw.checkpoints import (
     CheckpointProblem,
     check_checkpoint,
     newest_intact_checkpoint,
@@ -30,6 +25,12 @@ from gmrw.training.checkpoints import (
     unfinished_writes,
     weights_file,
 )
+from gmrw.choices import ConfigError
+from gmrw.data.loaders import StepStreamSampler, training_loader
+from gmrw.paths import run_name
+from gmrw.training import checkpoint_io
+from gmrw.training.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError, atomic_torch_save
+from gmrw.training.run import resume_path
 
 
 def _training_state(step: int, size: int = 4096) -> dict:
@@ -289,7 +290,7 @@ def test_sampler_state_resumes_the_stream_where_it_stood(caplog):
     reference = list(itertools.islice(iter(StepStreamSampler(12, seed=1, rank=1, world_size=2)), 10))
 
     resumed = StepStreamSampler(12, seed=1, rank=1, world_size=2, start_fn=lambda: 0)
-    with caplog.at_level(logging.INFO, logger="gmrw.data.sampling"):
+    with caplog.at_level(logging.INFO, logger="gmrw.data.loaders"):
         resumed.load_state_dict(state)
     assert "resumes exactly at sample 6" in caplog.text
     assert list(itertools.islice(iter(resumed), 4)) == reference[6:10]
@@ -298,7 +299,7 @@ def test_sampler_state_resumes_the_stream_where_it_stood(caplog):
 
     caplog.clear()
     changed = StepStreamSampler(12, seed=2, rank=0, world_size=4)
-    with caplog.at_level(logging.INFO, logger="gmrw.data.sampling"):
+    with caplog.at_level(logging.INFO, logger="gmrw.data.loaders"):
         changed.load_state_dict(state)
     assert (
         "stream changed" in caplog.text and "seed 1 → 2" in caplog.text and "world_size 2 → 4" in caplog.text

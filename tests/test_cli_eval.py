@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.cli.evaluate import ConfigError, evaluate
-from gmrw.data.testing import write_tapvid_pickle
+from gmrw.choices import ConfigError
+from gmrw.data.tiny import write_tapvid_pickle
+from gmrw.evaluation.run import evaluate
 from helpers import compose_config, run_console
 
 SMALL_NET = {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2}
@@ -205,7 +206,7 @@ def test_ddp_two_ranks_score_every_video_once(tiny, tmp_path):
 
 def test_kubric_tsv_with_a_preset(tiny, tmp_path):
     """The Kubric presets read the paper's pre-sampled tsv; a preset's settings reach metrics.json."""
-    from gmrw.data.testing import write_kubric_tsv
+    from gmrw.data.tiny import write_kubric_tsv
 
     tsv = write_kubric_tsv(tiny["root"] / "validation_data.tsv", num_videos=2, num_frames=5, size=32)
     overrides = [

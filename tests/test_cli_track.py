@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from gmrw.cli.track import TrackInputError, main, parse_query, read_points_file
-from gmrw.data.testing import textured_video, write_mp4
+from gmrw.data.tiny import textured_video
 from gmrw.tracking import scaled_size
 from gmrw.tracking.coords import positions_to_video, queries_to_frames
+from gmrw.video import write_video
 from helpers import run_console
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -34,13 +35,13 @@ def clip(tmp_path_factory) -> dict:
     return {
         "root": root,
         "frames": frames,
-        "video": write_mp4(root / "clip.mp4", frames, fps=8),
+        "video": write_video(root / "clip.mp4", frames, fps=8),
         "checkpoint": small_checkpoint(root / "small.pt"),
     }
 
 
 def test_console_writes_tracks_and_video(clip, tmp_path):
-    from gmrw.data.video_io import import_decord
+    from gmrw.video import import_decord
 
     decord = import_decord()
 
@@ -106,7 +107,7 @@ def _run(argv, capsys) -> tuple[int, str]:
         (["--query", "1.5,10,10"], "must be an integer"),
         (["--query", "1,2"], "expected three numbers"),
         (["--grid-frame", "12"], "--grid-frame 12 is out of range"),
-        (["--method", "weighted_argmax"], "needs --window"),
+        (["--method", "weighted_argmax"], "needs a window radius"),
     ],
 )
 def test_bad_queries_are_named(clip, tmp_path, capsys, extra, message):
@@ -125,7 +126,7 @@ def test_bad_files_are_named(clip, tmp_path, capsys):
     code, err = _run([tmp_path / "missing.mp4", "--out", out], capsys)
     assert code == 1 and "does not exist" in err, err
 
-    one = write_mp4(tmp_path / "one.mp4", textured_video(1, 32, 32))
+    one = write_video(tmp_path / "one.mp4", textured_video(1, 32, 32))
     code, err = _run([one, "--out", out], capsys)
     assert code == 1 and "1 frame(s); tracking needs at least 2" in err, err
 
@@ -185,8 +186,8 @@ def lightning_checkpoint(path: Path, tracking: dict) -> Path:
 def test_dense_writes_compact_tracks_and_video(clip, tmp_path, capsys):
     """--dense 8 on the 64×48 clip at a checkpoint's processing size: 6×8 points from frame 2, the
     compact npz equals the Predictor's tracks (to float16), and a video of the same length."""
-    from gmrw.data.video_io import import_decord
     from gmrw.tracking import Predictor, load_tracks
+    from gmrw.video import import_decord
 
     checkpoint = lightning_checkpoint(tmp_path / "sized.ckpt", {"mode": "direct", "processing_size": 32})
     out = tmp_path / "out"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gmrw.data import testing
+from gmrw.data import tiny
 
 GMRW_DATA = Path(sys.executable).parent / "gmrw-data"
 
@@ -26,7 +26,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 
 
 def test_check_kinetics_reports_planted_bad_files(tmp_path):
-    files = testing.write_tiny_kinetics(tmp_path / "k", videos_per_class=1, num_frames=12, size=(32, 32))
+    files = tiny.write_tiny_kinetics(tmp_path / "k", videos_per_class=1, num_frames=12, size=(32, 32))
     out = _run("check", str(tmp_path / "k"), "--format", "kinetics")
     assert out.returncode == 0, out.stdout + out.stderr
     for bad in files["bad"]:
@@ -51,7 +51,7 @@ def test_check_fails_on_unusable_folders(tmp_path):
 def test_check_tapvid_pickle_reports_a_broken_example(tmp_path):
     import pickle
 
-    path = testing.write_tapvid_pickle(tmp_path / "tapvid_davis.pkl", "davis", num_videos=3, num_frames=5)
+    path = tiny.write_tapvid_pickle(tmp_path / "tapvid_davis.pkl", "davis", num_videos=3, num_frames=5)
     data = pickle.load(open(path, "rb"))
     data["video1"]["occluded"] = data["video1"]["occluded"][:, :3]  # tracks no longer match
     pickle.dump(data, open(path, "wb"))
@@ -61,7 +61,7 @@ def test_check_tapvid_pickle_reports_a_broken_example(tmp_path):
 
 
 def test_check_tiny_kubric(tmp_path):
-    testing.write_tiny_movi_e(tmp_path / "tfds", num_train=2, num_validation=1, num_frames=4, size=(16, 16))
+    tiny.write_tiny_movi_e(tmp_path / "tfds", num_train=2, num_validation=1, num_frames=4, size=(16, 16))
     out = _run("check", str(tmp_path / "tfds"), "--format", "kubric")
     assert out.returncode == 0, out.stdout + out.stderr
     assert "16x16" in out.stdout and "train" in out.stdout and "validation" in out.stdout
@@ -72,7 +72,7 @@ def test_check_tapvid_kubric_samples_tracks(tmp_path, capsys, monkeypatch):
     from gmrw.cli.data import main
 
     monkeypatch.setenv("COLUMNS", "200")
-    testing.write_tiny_movi_e(tmp_path / "tfds", num_train=1, num_validation=3, num_frames=4, size=(16, 16))
+    tiny.write_tiny_movi_e(tmp_path / "tfds", num_train=1, num_validation=3, num_frames=4, size=(16, 16))
     capsys.readouterr()
     assert main(["check", str(tmp_path / "tfds"), "--format", "tapvid_kubric"]) == 0
     out = capsys.readouterr().out

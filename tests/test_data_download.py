@@ -315,7 +315,7 @@ def test_tfds_shard_names_follow_the_dataset_info():
 
 
 def test_gs_urls_are_refused_by_the_kubric_reader_with_the_way_out():
-    from gmrw.data.kubric import find_version_dir
+    from gmrw.data.readers.movi_e import find_version_dir
 
     with pytest.raises(FileNotFoundError, match="gmrw-data download movi_e"):
         find_version_dir("gs://kubric-public/tfds")

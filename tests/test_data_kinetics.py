@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import warnings
+from functools import partial
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from gmrw.data.kinetics import KineticsDataModule, KineticsPairs, list_videos
-from gmrw.data.testing import write_tapvid_pickle, write_tiny_kinetics
-from gmrw.data.video_io import pair_indices, read_frames
+from gmrw.data.kinetics import KineticsPairs
+from gmrw.data.modules import ClipDataModule
+from gmrw.data.readers.kinetics import list_videos
+from gmrw.data.tiny import write_tapvid_pickle, write_tiny_kinetics
+from gmrw.video import pair_indices, read_frames
 
 
 @pytest.fixture(scope="module")
@@ -102,9 +105,8 @@ def test_bad_videos_are_skipped_named_and_counted(kinetics_root):
 
 def test_skips_in_workers_reach_the_main_process(kinetics_root, caplog):
     root, files = kinetics_root
-    dm = KineticsDataModule(
-        str(root), batch_size=2, num_workers=2, img_size1=(48, 64), img_size2=(32, 32), frame_gap=20, seed=3
-    )
+    pairs = partial(KineticsPairs, str(root), img_size1=(48, 64), img_size2=(32, 32), frame_gap=20, seed=3)
+    dm = ClipDataModule(pairs, batch_size=2, num_workers=2, seed=3)
     dm.setup("fit")
     loader = torch.utils.data.DataLoader(
         dm.train_set, batch_size=2, num_workers=2, sampler=list(range(len(dm.train_set)))
@@ -115,7 +117,7 @@ def test_skips_in_workers_reach_the_main_process(kinetics_root, caplog):
     assert sorted(seen.tolist()) == list(range(len(dm.train_set)))
     assert sorted(dm.skipped_files()) == sorted(str(p) for p in files["bad"])
     # The end-of-fit report (the datamodule's teardown) names them from the main process.
-    with caplog.at_level("WARNING", logger="gmrw.data.kinetics"):
+    with caplog.at_level("WARNING", logger="gmrw.data.modules"):
         dm.teardown("fit")
     assert "2 unreadable video(s) skipped" in caplog.text
     for p in files["bad"]:
@@ -125,13 +127,10 @@ def test_skips_in_workers_reach_the_main_process(kinetics_root, caplog):
 def test_datamodule_batches_follow_the_contract(kinetics_root, tmp_path):
     root, _ = kinetics_root
     val_pkl = write_tapvid_pickle(tmp_path / "tapvid_davis.pkl", "davis", num_videos=2)
-    dm = KineticsDataModule(
-        str(root),
+    dm = ClipDataModule(
+        partial(KineticsPairs, str(root), img_size1=(48, 64), img_size2=(32, 32), frame_gap=20),
         batch_size=2,
         num_workers=0,
-        img_size1=(48, 64),
-        img_size2=(32, 32),
-        frame_gap=20,
         val={"format": "tapvid_davis", "path": str(val_pkl), "query_mode": "first", "resolution": [32, 32]},
     )
     dm.setup("fit")
@@ -157,7 +156,7 @@ def test_missing_root_and_empty_split_fail_with_the_layout(tmp_path):
 
 def test_decord_is_only_imported_through_import_decord():
     """A plain ``import decord`` anywhere breaks TensorFlow's PNG decoder for the whole process
-    (see gmrw.data.video_io.import_decord), so the package and its tests go through the helper."""
+    (see gmrw.video.import_decord), so the package and its tests go through the helper."""
     import re
     from pathlib import Path
 
@@ -166,7 +165,7 @@ def test_decord_is_only_imported_through_import_decord():
         str(path.relative_to(root))
         for folder in ("src", "tests", "benchmarks")
         for path in (root / folder).rglob("*.py")
-        if path.name != "video_io.py"
+        if path != root / "src" / "gmrw" / "video.py"
         and re.search(r"^\s*(import decord|from decord)", path.read_text(), re.M)
     ]
-    assert not offenders, f"import decord through gmrw.data.video_io.import_decord in {offenders}"
+    assert not offenders, f"import decord through gmrw.video.import_decord in {offenders}"

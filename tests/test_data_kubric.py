@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
-from gmrw.data import testing
-from gmrw.data.kubric import KubricDataModule, KubricPairs, MoviEReader, decode_flows, find_version_dir
+from gmrw.data import tiny
+from gmrw.data.kubric import KubricPairs
+from gmrw.data.modules import ClipDataModule
+from gmrw.data.readers.movi_e import MoviEReader, decode_flows, find_version_dir
+from gmrw.video import write_video
 
 FRAMES, SIZE = 6, (32, 32)
 
@@ -16,7 +21,7 @@ FRAMES, SIZE = 6, (32, 32)
 @pytest.fixture(scope="module")
 def movi_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfds")
-    version_dir = testing.write_tiny_movi_e(root, num_train=3, num_validation=2, num_frames=FRAMES, size=SIZE)
+    version_dir = tiny.write_tiny_movi_e(root, num_train=3, num_validation=2, num_frames=FRAMES, size=SIZE)
     return root, version_dir
 
 
@@ -45,7 +50,7 @@ def test_feature_selection_reads_only_what_is_asked(movi_root):
     """Picking features out of a record's bytes gives exactly the protobuf's own entries."""
     import tensorflow as tf
 
-    from gmrw.data.tf_example import select_from_bytes
+    from gmrw.data.readers.tf_example import select_from_bytes
 
     reader = MoviEReader(movi_root[0], "train")
     raw = reader.raw(0)
@@ -62,7 +67,7 @@ def test_feature_selection_reads_only_what_is_asked(movi_root):
         read_sizes.append(min(n, len(raw) - pos))
         return raw[pos : pos + n]
 
-    from gmrw.data.tf_example import select_features
+    from gmrw.data.readers.tf_example import select_features
 
     selected = select_features(counting_read, len(raw), ["metadata"])
     # The wanted entries, plus a short header (with the name) of each feature of the record.
@@ -126,8 +131,8 @@ def test_flows_decode_to_pixels_dx_dy(movi_root):
     ex = reader.example(0, ("forward_flow", "backward_flow", "metadata"))
     forward, backward = decode_flows(ex)
     assert forward.shape == (FRAMES, 2, *SIZE) and backward.shape == (FRAMES, 2, *SIZE)
-    d_row, d_col = testing.TINY_FORWARD_FLOW_ROWCOL
-    step = (testing.TINY_FORWARD_FLOW_RANGE[1] - testing.TINY_FORWARD_FLOW_RANGE[0]) / 65535
+    d_row, d_col = tiny.TINY_FORWARD_FLOW_ROWCOL
+    step = (tiny.TINY_FORWARD_FLOW_RANGE[1] - tiny.TINY_FORWARD_FLOW_RANGE[0]) / 65535
     # The last frame has no next frame (and the first no previous one): Kubric leaves those flows zero.
     np.testing.assert_allclose(forward[:-1, 0], d_col, atol=step)  # dx
     np.testing.assert_allclose(forward[:-1, 1], d_row, atol=step)  # dy
@@ -193,13 +198,11 @@ def test_frame_choice_consecutive_or_random_skip(movi_root):
 
 def test_datamodule_loader_and_tsv_validation(movi_root, tmp_path):
     root, _ = movi_root
-    tsv = testing.write_kubric_tsv(tmp_path / "validation_data.tsv", num_videos=3, num_frames=FRAMES, size=32)
-    dm = KubricDataModule(
-        str(root),
+    tsv = tiny.write_kubric_tsv(tmp_path / "validation_data.tsv", num_videos=3, num_frames=FRAMES, size=32)
+    dm = ClipDataModule(
+        partial(KubricPairs, str(root), img_size1=(40, 40), img_size2=(32, 32)),
         batch_size=2,
         num_workers=0,
-        img_size1=(40, 40),
-        img_size2=(32, 32),
         val={"format": "tapvid_kubric_tsv", "path": str(tsv), "max_videos": 2, "resolution": [32, 32]},
     )
     dm.setup("fit")
@@ -226,9 +229,9 @@ def test_16bit_layers_decode_after_a_video_was_read(movi_root, tmp_path):
     import subprocess
     import sys
 
-    video = testing.write_mp4(tmp_path / "v.mp4", testing.textured_video(4, 48, 64))
+    video = write_video(tmp_path / "v.mp4", tiny.textured_video(4, 48, 64))
     code = (
-        "import sys; from gmrw.data.video_io import read_frames; from gmrw.data.kubric import MoviEReader;"
+        "import sys; from gmrw.video import read_frames; from gmrw.data.readers.movi_e import MoviEReader;"
         f"read_frames({str(video)!r}, indices=[0, 1]);"
         f"ex = MoviEReader({str(movi_root[0])!r}, 'validation').example(0, ('depth', 'normal'));"
         "print(ex['depth'].dtype, ex['normal'].shape)"

@@ -1,7 +1,7 @@
 """TAP-Vid-Kubric: tracks sampled from MOVi-E geometry as Kubric's point-tracking reader does.
 
 The validation split of the tiny MOVi-E is rendered from scenes whose geometry the test knows
-(:mod:`gmrw.data.tiny_scene`), so sampled tracks are checked against the true projections and the
+(:mod:`gmrw.data.tiny.cuboids`), so sampled tracks are checked against the true projections and the
 true visibility of the surface points they follow.
 """
 
@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.data import testing
-from gmrw.data.kubric import MoviEReader
-from gmrw.data.kubric_tracks import (
+from gmrw.data import tiny
+from gmrw.data.readers.movi_e import MoviEReader
+from gmrw.data.readers.kubric_tracks import (
     TRACK_FEATURES,
     allocate_tracks,
     camera_matrices,
@@ -23,8 +23,10 @@ from gmrw.data.kubric_tracks import (
     sample_kubric_tracks,
     unproject,
 )
-from gmrw.data.tapvid import TapVidDataModule, TapVidDataset
-from gmrw.data.tiny_scene import sliding_cube_scene, yaw_pitch_quaternion
+from gmrw.data.loaders import tapvid_loader
+from gmrw.data.modules import TapVidDataModule
+from gmrw.data.tapvid import TapVidDataset
+from gmrw.data.tiny.cuboids import sliding_cube_scene, yaw_pitch_quaternion
 
 FRAMES, SIZE = 12, 64
 
@@ -32,7 +34,7 @@ FRAMES, SIZE = 12, 64
 @pytest.fixture(scope="module")
 def movi_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("tfds")
-    testing.write_tiny_movi_e(root, num_train=1, num_validation=2, num_frames=FRAMES, size=(SIZE, SIZE))
+    tiny.write_tiny_movi_e(root, num_train=1, num_validation=2, num_frames=FRAMES, size=(SIZE, SIZE))
     return root
 
 
@@ -203,8 +205,9 @@ def test_dataset_examples_are_deterministic_and_follow_the_contract(movi_root):
 
 
 def test_datamodule_serves_tapvid_kubric_over_ranks(movi_root):
-    dm = TapVidDataModule("tapvid_kubric", str(movi_root), resolution=[SIZE, SIZE], num_points=32)
-    batches = [list(dm._loader(rank=r, world_size=2)) for r in range(2)]
+    dm = TapVidDataModule(format="tapvid_kubric", path=str(movi_root), resolution=[SIZE, SIZE], num_points=32)
+    dm.setup("test")
+    batches = [list(tapvid_loader(dm.dataset, rank=r, world_size=2)) for r in range(2)]
     assert [[b["name"][0] for b in rank] for rank in batches] == [
         ["movi_e_validation_0000"],
         ["movi_e_validation_0001"],
@@ -217,7 +220,7 @@ def test_datamodule_serves_tapvid_kubric_over_ranks(movi_root):
 @pytest.mark.slow
 def test_movi_e_size_gives_tapnets_256_tracks(tmp_path):
     """At MOVi-E's real size (24 frames of 256×256) a video gives exactly 256 tracks."""
-    testing.write_tiny_movi_e(tmp_path, num_train=1, num_validation=1, num_frames=24, size=(256, 256))
+    tiny.write_tiny_movi_e(tmp_path, num_train=1, num_validation=1, num_frames=24, size=(256, 256))
     ex = TapVidDataset("tapvid_kubric", tmp_path)[0]
     assert ex["video"].shape == (24, 256, 256, 3)
     assert ex["query_points"].shape == (256, 3) and ex["target_points"].shape == (256, 24, 2)

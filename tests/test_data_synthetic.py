@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 import torch
@@ -10,12 +12,9 @@ from hydra.utils import instantiate
 
 from gmrw.data.queries import QUERY_STRIDE, tapvid_queries
 from gmrw.data.scenes import TextureBank
-from gmrw.data.synthetic import (
-    SyntheticDataModule,
-    SyntheticTapVidDataset,
-    SyntheticTrainDataset,
-    render_video,
-)
+from gmrw.data.modules import ClipDataModule
+from gmrw.data.photo_videos import PhotoTapVidDataset
+from gmrw.data.synthetic import SyntheticTapVidDataset, SyntheticTrainDataset, render_video
 from helpers import compose_train
 
 SMALL_TRAIN = {"length": 16, "img_size1": 48, "img_size2": 32, "frame_size": 48, "texture_bank": 4}
@@ -152,21 +151,22 @@ def test_tapvid_queries_on_a_toy_track():
 # ------------------------------------------------------------------------------ datamodule
 
 
-def test_datamodule_loaders_batch_the_contract_formats():
-    dm = SyntheticDataModule(
+def small_world(val_videos: int = 3, photo_videos: int = 1) -> ClipDataModule:
+    """The default experiment's datamodule, small."""
+    return ClipDataModule(
+        partial(SyntheticTrainDataset, length=8, img_size1=48, img_size2=32, frame_size=48, texture_bank=4),
         batch_size=2,
-        img_size1=48,
-        img_size2=32,
-        frame_size=48,
-        texture_bank=4,
-        train_length=8,
-        num_val_videos=3,
-        val_num_frames=5,
-        val_frame_size=32,
-        val_points=6,
-        val_photos_videos=1,
-        val_photos_frames=3,
+        val_sets={
+            "val": partial(
+                SyntheticTapVidDataset, num_videos=val_videos, num_frames=5, frame_size=32, num_points=6, texture_bank=4
+            ),
+            "val_photos": partial(PhotoTapVidDataset, num_videos=photo_videos, num_frames=3),
+        },
     )
+
+
+def test_datamodule_loaders_batch_the_contract_formats():
+    dm = small_world()
     dm.setup("fit")
     assert dm.val_set_names == ["val", "val_photos"]
     batch = next(iter(dm.train_dataloader()))
@@ -183,34 +183,29 @@ def test_datamodule_loaders_batch_the_contract_formats():
 
 
 def test_config_instantiates():
-    cfg = compose_train(["experiment=synthetic"]).data
-    dm = instantiate(cfg, train_length=4, num_val_videos=1, texture_bank=2)
-    assert isinstance(dm, SyntheticDataModule)
+    cfg = compose_train(["experiment=synthetic", "data.train_set.length=4", "data.train_set.texture_bank=2"]).data
+    dm = instantiate(cfg)
+    assert isinstance(dm, ClipDataModule)
     dm.setup("fit")
-    assert (
-        dm.train_set.cropper.size2 == (cfg.img_size2[0], cfg.img_size2[1])
-        and dm.train_set.cropper.setting == "setting2"
-    )
-    assert min(cfg.img_size2) >= 128, "the world trains on crops of at least 128x128"
-    assert dm.val_sets["val"].query_mode == "first" and "val_photos" in dm.val_set_names
-    assert dm.train_set[0]["frames"].shape == (4, 3, *cfg.img_size2)
+    size2 = tuple(cfg.train_set.img_size2)
+    assert dm.train_set.cropper.size2 == size2 and dm.train_set.cropper.setting == "setting2"
+    assert min(size2) >= 128, "the world trains on crops of at least 128x128"
+    assert dm.val_set_names == ["val", "val_photos"]
+    world = dm.val_sets["val"]
+    # The validation world moves like the training world and samples queries as the module scores them.
+    assert world.query_mode == "first" and world.num_objects == dm.train_set.num_objects
+    assert dm.train_set[0]["frames"].shape == (4, 3, *size2)
+
+
+def test_a_validation_set_can_be_left_out_from_the_command_line():
+    cfg = compose_train(["data.val_sets.val_photos=null"]).data
+    assert instantiate(cfg).val_set_names == ["val"]
 
 
 def test_a_validation_set_smaller_than_the_world_is_named():
     from types import SimpleNamespace
 
-    dm = SyntheticDataModule(
-        batch_size=1,
-        img_size1=48,
-        img_size2=32,
-        frame_size=48,
-        texture_bank=2,
-        num_val_videos=2,
-        val_num_frames=4,
-        val_frame_size=32,
-        val_points=4,
-        val_photos_videos=1,
-    )
+    dm = small_world(val_videos=2, photo_videos=1)
     dm.trainer_or_none = lambda: SimpleNamespace(global_rank=0, world_size=2)
     with pytest.raises(ValueError, match="'val_photos' has 1 video"):
         dm.val_dataloader()

@@ -8,14 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.data import testing
-from gmrw.data.tapvid import (
-    TapVidDataModule,
-    TapVidDataset,
-    read_tsv_row,
-    sample_queries_first,
-    sample_queries_strided,
-)
+from gmrw.data import tiny
+from gmrw.data.loaders import tapvid_loader
+from gmrw.data.modules import TapVidDataModule
+from gmrw.data.readers.tapvid import read_tsv_row, sample_queries_first, sample_queries_strided
+from gmrw.data.tapvid import TapVidDataset
 
 
 def _definition_first(occ, pts):
@@ -64,7 +61,7 @@ def test_query_sampling_matches_the_definition(seed):
 
 
 def test_davis_pickle_example_in_pixels(tmp_path):
-    path = testing.write_tapvid_pickle(tmp_path / "tapvid_davis.pkl", "davis", num_videos=2, size=(40, 48))
+    path = tiny.write_tapvid_pickle(tmp_path / "tapvid_davis.pkl", "davis", num_videos=2, size=(40, 48))
     ds = TapVidDataset("tapvid_davis", path, query_mode="first", resolution=(64, 80))
     assert len(ds) == 2 and ds.names == ["video0", "video1"]
     ex = ds[0]
@@ -76,7 +73,7 @@ def test_davis_pickle_example_in_pixels(tmp_path):
         ex["target_points"].numpy(), raw["points"][keep] * np.array([80, 64]), rtol=1e-6
     )
     np.testing.assert_array_equal(ex["occluded"].numpy(), raw["occluded"][keep])
-    # queries (t, y, x): point 0 is first visible at frame 2 (see testing.tapvid_tracks)
+    # queries (t, y, x): point 0 is first visible at frame 2 (see tiny.tapvid_tracks)
     t0 = 2
     np.testing.assert_allclose(
         ex["query_points"][0].numpy(),
@@ -88,7 +85,7 @@ def test_davis_pickle_example_in_pixels(tmp_path):
 
 
 def test_rgb_stacking_list_and_strided(tmp_path):
-    path = testing.write_tapvid_pickle(
+    path = tiny.write_tapvid_pickle(
         tmp_path / "tapvid_rgb_stacking.pkl", "rgb_stacking", num_videos=3, num_frames=12
     )
     ds = TapVidDataset("tapvid_rgb_stacking", path, query_mode="strided", resolution=(32, 32))
@@ -107,8 +104,8 @@ def test_rgb_stacking_list_and_strided(tmp_path):
 
 def test_kinetics_shards_with_jpeg_frames(tmp_path):
     folder = tmp_path / "tapvid_kinetics"
-    testing.write_tapvid_pickle(folder / "0000_of_0010.pkl", "kinetics", num_videos=2, seed=0)
-    testing.write_tapvid_pickle(folder / "0001_of_0010.pkl", "kinetics", num_videos=3, seed=10)
+    tiny.write_tapvid_pickle(folder / "0000_of_0010.pkl", "kinetics", num_videos=2, seed=0)
+    tiny.write_tapvid_pickle(folder / "0001_of_0010.pkl", "kinetics", num_videos=3, seed=10)
     ds = TapVidDataset("tapvid_kinetics", folder, query_mode="first", resolution=(256, 256), max_videos=4)
     assert len(ds) == 4
     ex = ds[3]
@@ -118,7 +115,7 @@ def test_kinetics_shards_with_jpeg_frames(tmp_path):
 
 
 def test_reference_tsv(tmp_path):
-    path = testing.write_kubric_tsv(
+    path = tiny.write_kubric_tsv(
         tmp_path / "validation_data.tsv", num_videos=3, num_frames=6, size=32, num_points=8
     )
     row = read_tsv_row(path, 0)
@@ -136,14 +133,15 @@ def test_reference_tsv(tmp_path):
 
 
 def test_datamodule_shards_videos_over_ranks_exactly_once(tmp_path):
-    path = testing.write_tapvid_pickle(
+    path = tiny.write_tapvid_pickle(
         tmp_path / "tapvid_davis.pkl", "davis", num_videos=5, num_frames=4, size=(16, 16)
     )
-    dm = TapVidDataModule("tapvid_davis", str(path), resolution=(16, 16))
+    dm = TapVidDataModule(format="tapvid_davis", path=str(path), resolution=(16, 16))
+    dm.setup("test")
     names = []
     per_rank = []
     for rank in range(2):
-        batches = list(dm._loader(rank=rank, world_size=2))
+        batches = list(tapvid_loader(dm.dataset, rank=rank, world_size=2))
         assert all(b["video"].shape[0] == 1 for b in batches)
         per_rank.append([b["name"][0] for b in batches])
         names += per_rank[-1]
@@ -164,29 +162,34 @@ def test_errors_name_the_expected_file(tmp_path):
 
 def _write_format(fmt: str, folder) -> str:
     if fmt == "tapvid_davis":
-        return str(testing.write_tapvid_pickle(folder / "tapvid_davis.pkl", "davis", num_videos=2))
+        return str(tiny.write_tapvid_pickle(folder / "tapvid_davis.pkl", "davis", num_videos=2))
     if fmt == "tapvid_rgb_stacking":
         return str(
-            testing.write_tapvid_pickle(folder / "tapvid_rgb_stacking.pkl", "rgb_stacking", num_videos=2)
+            tiny.write_tapvid_pickle(folder / "tapvid_rgb_stacking.pkl", "rgb_stacking", num_videos=2)
         )
     if fmt == "tapvid_kinetics":
-        testing.write_tapvid_pickle(folder / "shards" / "0000_of_0010.pkl", "kinetics", num_videos=2)
+        tiny.write_tapvid_pickle(folder / "shards" / "0000_of_0010.pkl", "kinetics", num_videos=2)
         return str(folder / "shards")
     if fmt == "tapvid_kubric":
-        testing.write_tiny_movi_e(folder, num_train=1, num_validation=2, num_frames=8, size=(16, 16))
+        tiny.write_tiny_movi_e(folder, num_train=1, num_validation=2, num_frames=8, size=(16, 16))
         return str(folder)
-    return str(testing.write_kubric_tsv(folder / "validation_data.tsv", num_videos=2, num_frames=8, size=32))
+    return str(tiny.write_kubric_tsv(folder / "validation_data.tsv", num_videos=2, num_frames=8, size=32))
 
 
-@pytest.mark.parametrize(
-    "fmt", ["tapvid_davis", "tapvid_rgb_stacking", "tapvid_kinetics", "tapvid_kubric", "tapvid_kubric_tsv"]
-)
-@pytest.mark.parametrize("query_mode", ["first", "strided"])
+# Kubric's queries are sampled with the data: query_mode does not apply to those formats.
+FORMATS_AND_QUERY_MODES = [
+    (fmt, mode)
+    for fmt in ("tapvid_davis", "tapvid_rgb_stacking", "tapvid_kinetics", "tapvid_kubric", "tapvid_kubric_tsv")
+    for mode in (("first",) if fmt.startswith("tapvid_kubric") else ("first", "strided"))
+]
+
+
+@pytest.mark.parametrize(("fmt", "query_mode"), FORMATS_AND_QUERY_MODES)
 def test_datamodule_feeds_evaluation_for_every_format(tmp_path, fmt, query_mode):
     """What evaluation consumes: batches of one contract example, each query on its own track."""
-    if query_mode == "strided" and fmt in ("tapvid_kubric", "tapvid_kubric_tsv"):
-        pytest.skip("Kubric queries are sampled with the data: query_mode does not apply")
-    dm = TapVidDataModule(fmt, _write_format(fmt, tmp_path), query_mode=query_mode, resolution=(24, 40))
+    dm = TapVidDataModule(
+        format=fmt, path=_write_format(fmt, tmp_path), query_mode=query_mode, resolution=(24, 40)
+    )
     batches = list(dm.val_dataloader())
     assert len(batches) == 2
     for b in batches:

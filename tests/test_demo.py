@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.data.testing import textured_video, write_mp4
+from gmrw.data.tiny import textured_video
 from gmrw.demo.backend import DemoBackend, DemoError, Limits
 from gmrw.tracking import Predictor
+from gmrw.video import write_video
 from helpers import BIN
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -46,9 +47,9 @@ def files(tmp_path_factory):
     garbage = root / "garbage.mp4"
     garbage.write_bytes(b"this is not a video" * 100)
     return {
-        "clip": write_mp4(root / "clip.mp4", textured_video(6, 48, 64, seed=5), fps=6),
-        "long": write_mp4(root / "long.mp4", textured_video(12, 32, 32, seed=1), fps=6),
-        "one": write_mp4(root / "one.mp4", textured_video(1, 32, 32, seed=1)),
+        "clip": write_video(root / "clip.mp4", textured_video(6, 48, 64, seed=5), fps=6),
+        "long": write_video(root / "long.mp4", textured_video(12, 32, 32, seed=1), fps=6),
+        "one": write_video(root / "one.mp4", textured_video(1, 32, 32, seed=1)),
         "garbage": garbage,
         "checkpoint": small_checkpoint(root / "small.ckpt"),
     }

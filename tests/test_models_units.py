@@ -8,6 +8,7 @@ import pytest
 import torch
 
 import gmrw.models.matching as matching
+from gmrw.losses import walk_loss
 from gmrw.models import GMRW
 from gmrw.models.position import add_window_position, sine_position_code
 from gmrw.models.transformer import window_attention, window_layout
@@ -128,7 +129,7 @@ def test_walk_loss_encodes_three_frames_not_four():
     model = GMRW()
     batch_sizes = []
     model.backbone.register_forward_hook(lambda m, inp, out: batch_sizes.append(inp[0].shape[0]))
-    out = model.walk_loss(*clip(b=2), smoothness_weight=0.5)
+    out = walk_loss(model, *clip(b=2), smoothness_weight=0.5)
     assert batch_sizes == [6]
     assert set(out) >= {"loss", "cycle_loss", "accuracy", "smoothness_loss"}
     assert all(v.dim() == 0 for v in out.values())
@@ -139,9 +140,9 @@ def test_walk_loss_ignores_f2_prime():
     torch.manual_seed(0)
     model = GMRW()
     frames, affine = clip()
-    a = model.walk_loss(frames, affine)["loss"]
+    a = walk_loss(model, frames, affine)["loss"]
     frames[:, 2] = 0.0
-    torch.testing.assert_close(model.walk_loss(frames, affine)["loss"], a)
+    torch.testing.assert_close(walk_loss(model, frames, affine)["loss"], a)
 
 
 def test_activation_checkpointing_gives_the_same_gradients():
@@ -150,7 +151,7 @@ def test_activation_checkpointing_gives_the_same_gradients():
     for flag in (False, True):
         torch.manual_seed(0)
         model = GMRW(activation_checkpointing=flag)
-        model.walk_loss(frames, affine, smoothness_weight=1.0)["loss"].backward()
+        walk_loss(model, frames, affine, smoothness_weight=1.0)["loss"].backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
     torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
 
@@ -159,9 +160,9 @@ def test_bf16_autocast_walk_loss_is_close_to_fp32():
     torch.manual_seed(0)
     model = GMRW()
     frames, affine = clip()
-    fp32 = model.walk_loss(frames, affine, 0.5)["loss"]
+    fp32 = walk_loss(model, frames, affine, 0.5)["loss"]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16 = model.walk_loss(frames, affine, 0.5)
+        bf16 = walk_loss(model, frames, affine, 0.5)
     bf16["loss"].backward()
     assert bf16["loss"].dtype == torch.float32
     assert abs(bf16["loss"].item() / fp32.item() - 1) < 0.03
@@ -171,9 +172,9 @@ def test_bf16_autocast_walk_loss_is_close_to_fp32():
 def test_windowed_training_transitions_are_used_when_configured():
     torch.manual_seed(0)
     frames, affine = clip()
-    plain = GMRW().walk_loss(frames, affine)["cycle_loss"]
+    plain = walk_loss(GMRW(), frames, affine)["cycle_loss"]
     torch.manual_seed(0)
-    windowed = GMRW(flow_method="weighted_argmax", window=1.5).walk_loss(frames, affine)
+    windowed = walk_loss(GMRW(flow_method="weighted_argmax", window=1.5), frames, affine)
     assert torch.isfinite(windowed["cycle_loss"]) and windowed["cycle_loss"] != plain
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gmrw.cli.train import ConfigError, TrainingStopped, train
+from gmrw.checkpoints import PARTIAL_GLOB, check_checkpoint
+from gmrw.choices import ConfigError
 from gmrw.training.checkpoint_io import CheckpointWriteError
-from gmrw.training.checkpoints import PARTIAL_GLOB, check_checkpoint
+from gmrw.training.run import TrainingStopped, train
 from helpers import BIN, compose_train, run_console
 
 pytestmark = pytest.mark.slow
@@ -33,10 +34,10 @@ TINY = [
     "model.net.ffn_dim_expansion=1",
     "data.num_workers=0",
     "data.batch_size=2",
-    "data.frame_size=[32,32]",
-    "data.img_size1=[32,32]",
-    "data.img_size2=[32,32]",
-    "data.texture_bank=4",
+    "data.train_set.frame_size=[32,32]",
+    "data.train_set.img_size1=[32,32]",
+    "data.train_set.img_size2=[32,32]",
+    "data.train_set.texture_bank=4",
     "logger=csv",
     "callbacks=[model_checkpoint,summary]",
     "callbacks.model_checkpoint.every_n_train_steps=1",

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from gmrw.cli.track import main as gmrw_track
-from gmrw.data.testing import textured_video, write_mp4
+from gmrw.data.tiny import textured_video
+from gmrw.video import write_video
 from helpers import REPO
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -40,7 +41,7 @@ def stand_ins(tmp_path, monkeypatch):
     state = {f"model.{k}": v for k, v in GMRW(**SMALL_NET).state_dict().items()}
     hyper = {"net": dict(SMALL_NET), "tracking": {"processing_size": 32}}
     torch.save({"state_dict": state, "hyper_parameters": hyper}, tmp_path / "kubric_73k.pth")
-    write_mp4(tmp_path / "clip.mp4", textured_video(12, 144, 208, seed=2), fps=10)
+    write_video(tmp_path / "clip.mp4", textured_video(12, 144, 208, seed=2), fps=10)
     (tmp_path / "points.csv").write_text("t,x,y\n0,10,20\n5,100,90\n")
     monkeypatch.chdir(tmp_path)
     return tmp_path

@@ -9,9 +9,10 @@ import pytest
 import torch
 
 import gmrw
-from gmrw.data.testing import textured_video, write_mp4
+from gmrw.data.tiny import textured_video
 from gmrw.models import GMRW
 from gmrw.tracking import Predictor, track
+from gmrw.video import write_video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -25,7 +26,7 @@ def small_model():
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory):
     frames = textured_video(6, 48, 64, seed=7)
-    path = write_mp4(tmp_path_factory.mktemp("predictor") / "clip.mp4", frames, fps=6)
+    path = write_video(tmp_path_factory.mktemp("predictor") / "clip.mp4", frames, fps=6)
     return frames, path
 
 
@@ -60,7 +61,7 @@ def test_array_equals_gmrw_track(small_model, clip, mode):
 
 
 def test_file_equals_its_decoded_frames(small_model, clip):
-    from gmrw.data.video_io import read_frames
+    from gmrw.video import read_frames
 
     _, path = clip
     decoded, _ = read_frames(str(path), indices=list(range(6)))
@@ -169,7 +170,7 @@ def test_bad_files_and_checkpoints_are_named(tmp_path):
         predictor(garbage, grid_size=2)
     with pytest.raises(ValueError, match="does not exist"):
         predictor(tmp_path / "missing.mp4", grid_size=2)
-    with pytest.raises(ValueError, match="checkpoint .*nope.pth does not exist"):
+    with pytest.raises(ValueError, match="checkpoint=.*nope.pth: no such file"):
         Predictor(tmp_path / "nope.pth", "cpu")
     not_gmrw = tmp_path / "resnet.pth"
     torch.save({"state_dict": {"conv.weight": torch.zeros(3)}}, not_gmrw)

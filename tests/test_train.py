@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from gmrw.cli.train import ConfigError, resolve_ckpt_path, train
+from gmrw.choices import ConfigError
+from gmrw.training.run import resolve_ckpt_path, train
 from helpers import compose_train, run_console
 
 # A small network so that end-to-end runs take seconds on 2 cores; the default experiment's full
@@ -19,15 +20,15 @@ SMALL = [
     "model.net.ffn_dim_expansion=2",
     "data.num_workers=0",
     # the world and both validation sets, small
-    "data.img_size1=[64,64]",
-    "data.img_size2=[48,48]",
-    "data.frame_size=[64,64]",
-    "data.texture_bank=8",
-    "data.num_val_videos=2",
-    "data.val_num_frames=6",
-    "data.val_frame_size=[48,48]",
-    "data.val_photos_videos=1",
-    "data.val_photos_frames=4",
+    "data.train_set.img_size1=[64,64]",
+    "data.train_set.img_size2=[48,48]",
+    "data.train_set.frame_size=[64,64]",
+    "data.train_set.texture_bank=8",
+    "data.val_sets.val.num_videos=2",
+    "data.val_sets.val.num_frames=6",
+    "data.val_sets.val.frame_size=[48,48]",
+    "data.val_sets.val_photos.num_videos=1",
+    "data.val_sets.val_photos.num_frames=4",
     "model.tracking.processing_size=64",
 ]
 
@@ -142,7 +143,7 @@ def test_ddp_sim_two_ranks(tmp_path):
             "callbacks=[default,batch_indices]",
             "callbacks.model_checkpoint.every_n_train_steps=3",
             "data.batch_size=2",
-            "data.val_photos_videos=2",  # a video per process
+            "data.val_sets.val_photos.num_videos=2",  # a video per process
         ],
         cwd=tmp_path,
         env={"GMRW_RUNS": str(tmp_path / "runs")},

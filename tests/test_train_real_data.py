@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gmrw.data import testing
+from gmrw.data import tiny
 from helpers import run_console
 
 # CPU, a small network and small crops: a few seconds per step on 2 cores.
@@ -27,8 +27,8 @@ SMALL = [
     "model.net.feature_channels=32",
     "model.net.num_transformer_layers=2",
     "model.net.ffn_dim_expansion=2",
-    "data.img_size1=64",
-    "data.img_size2=48",
+    "data.train_set.img_size1=64",
+    "data.train_set.img_size2=48",
 ]
 
 
@@ -48,7 +48,7 @@ def _train(tmp_path: Path, args: list[str]) -> tuple[dict, str, Path]:
 @pytest.mark.slow
 def test_kubric_experiment_trains_and_validates_on_tapvid_kubric(tmp_path):
     root = tmp_path / "tfds"
-    testing.write_tiny_movi_e(root, num_train=3, num_validation=2, num_frames=8, size=(32, 32))
+    tiny.write_tiny_movi_e(root, num_train=3, num_validation=2, num_frames=8, size=(32, 32))
     val = f"{{format: tapvid_kubric, path: '{root}', num_points: 16, resolution: [32, 32], max_videos: 1}}"
     summary, _, run_dir = _train(
         tmp_path,
@@ -72,10 +72,10 @@ def test_kubric_experiment_trains_and_validates_on_tapvid_kubric(tmp_path):
 def kinetics_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("kinetics")
     # Two readable videos and two broken ones: a batch of 2 for 2 steps meets all four.
-    files = testing.write_tiny_kinetics(
+    files = tiny.write_tiny_kinetics(
         root, splits=("train",), videos_per_class=1, num_frames=30, size=(48, 64)
     )
-    davis = testing.write_tapvid_pickle(
+    davis = tiny.write_tapvid_pickle(
         root.parent / "tapvid_davis.pkl", "davis", num_videos=2, size=(32, 32)
     )
     return root, files, davis

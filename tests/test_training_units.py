@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gmrw.callbacks.summary import RunSummary
-from gmrw.data.sampling import RankStridedSampler, StepStreamSampler, split_key
+from gmrw.data.loaders import RankStridedSampler, StepStreamSampler, split_key
 from gmrw.training.curriculum import SmoothnessCurriculum
 
 

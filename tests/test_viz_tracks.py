@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gmrw.viz.tracks import draw_tracks, render_tracks, track_colors, write_video
+from gmrw.video import write_video
+from gmrw.viz.tracks import draw_tracks, render_tracks, track_colors
 
 
 def _frame(h=48, w=64, value=128):
@@ -68,7 +69,7 @@ def test_points_outside_or_nan_are_skipped():
 
 
 def test_render_and_write_video_roundtrip(tmp_path):
-    from gmrw.data.video_io import import_decord
+    from gmrw.video import import_decord
 
     decord = import_decord()
 
@@ -91,7 +92,7 @@ def test_write_video_leaves_nothing_when_frames_fail(tmp_path):
 
 
 def test_odd_frame_sizes_are_padded(tmp_path):
-    from gmrw.data.video_io import import_decord
+    from gmrw.video import import_decord
 
     decord = import_decord()
 

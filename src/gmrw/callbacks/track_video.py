@@ -14,7 +14,8 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
-from gmrw.viz.tracks import render_tracks, write_video
+from gmrw.video import resize_frames, write_video
+from gmrw.viz.tracks import render_tracks
 
 
 def upscale(video: np.ndarray, tracks: np.ndarray, min_side: int) -> tuple[np.ndarray, np.ndarray]:
@@ -24,9 +25,7 @@ def upscale(video: np.ndarray, tracks: np.ndarray, min_side: int) -> tuple[np.nd
     factor = max(1, math.ceil(min_side / min(video.shape[1:3])))
     if factor == 1:
         return video, tracks
-    x = torch.from_numpy(video).permute(0, 3, 1, 2).float()
-    x = torch.nn.functional.interpolate(x, scale_factor=factor, mode="bilinear", align_corners=False)
-    big = x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    big = resize_frames(video, (factor * video.shape[1], factor * video.shape[2])).numpy()
     return big, (tracks + 0.5) * factor - 0.5
 
 

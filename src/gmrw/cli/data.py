@@ -122,30 +122,14 @@ def _download(args: argparse.Namespace) -> int:
     return 0 if summary.ok else 1
 
 
-def _tiny(path: str, fmt: str) -> str:
-    from pathlib import Path
-
-    from gmrw.data import testing
-
-    if fmt == "kinetics":
-        testing.write_tiny_kinetics(path)
-        return path
-    if fmt in ("kubric", "tapvid_kubric"):
-        return str(testing.write_tiny_movi_e(path))
-    if fmt == "tapvid_kubric_tsv":
-        return str(testing.write_kubric_tsv(Path(path) / "validation_data.tsv"))
-    if fmt == "tapvid_kinetics":
-        return str(testing.write_tapvid_pickle(Path(path) / "0000_of_0010.pkl", "kinetics"))
-    kind = fmt.removeprefix("tapvid_")
-    return str(testing.write_tapvid_pickle(Path(path) / f"{fmt}.pkl", kind))
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "download":
         return _download(args)
     if args.command == "tiny":
-        print(_tiny(args.path, args.format))
+        from gmrw.data.tiny import write_tiny
+
+        print(write_tiny(args.path, args.format))
         return 0
     if args.command == "photos":
         if args.videos < 1 or args.frames < 2:

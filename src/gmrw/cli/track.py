@@ -31,7 +31,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from gmrw.tracking import DEFAULT_SHORT_SIDE, METHODS, MODES, FrameSource, Predictor, dense_queries
+from gmrw.tracking import (
+    DEFAULT_SHORT_SIDE,
+    FLOW_METHODS,
+    TRACKING_MODES,
+    FrameSource,
+    Predictor,
+    dense_queries,
+)
 from gmrw.tracking.outputs import save_dense, save_tracks, write_dense_video, write_tracks_video
 
 log = logging.getLogger("gmrw.track")
@@ -110,7 +117,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", help="the paper's .pth, a gmrw .ckpt or a run directory (default: random weights)"
     )
     model.add_argument(
-        "--mode", choices=MODES, help="chained or direct tracking (default: the checkpoint's setting)"
+        "--mode", choices=TRACKING_MODES, help="chained or direct tracking (default: the checkpoint's setting)"
     )
     model.add_argument(
         "--upsample",
@@ -118,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"upsample frames (decoded at short side {DEFAULT_SHORT_SIDE}) before the model (paper: 2 or 4)",
     )
     model.add_argument(
-        "--method", choices=METHODS, help="flow read-out (default: the checkpoint's, else weighted_sum)"
+        "--method", choices=FLOW_METHODS, help="flow read-out (default: the checkpoint's, else weighted_sum)"
     )
     model.add_argument("--window", type=float, help="window radius in feature cells for weighted_argmax")
     model.add_argument(
@@ -161,8 +168,6 @@ def check_args(args: argparse.Namespace) -> None:
         raise TrackInputError(f"--grid {args.grid}: the grid needs at least 1 point per side")
     if args.upsample is not None and (args.upsample <= 0 or not math.isfinite(args.upsample)):
         raise TrackInputError(f"--upsample {args.upsample}: must be a positive number")
-    if args.method == "weighted_argmax" and args.window is None:
-        raise TrackInputError("--method weighted_argmax needs --window (radius in feature cells, e.g. 5)")
     if args.resize is not None and args.upsample is not None:
         raise TrackInputError("give --resize or --upsample, not both")
     if args.resize is not None and 0 < args.resize < 8:

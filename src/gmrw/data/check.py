@@ -68,8 +68,8 @@ def _limited(items: list, limit: int | None) -> list:
 def check_kinetics(path: str, limit: int | None = None, quick: bool = False) -> CheckReport:
     """Every video of ``train/`` and ``val/`` is opened with decord; unless ``quick``, its first
     and last frames are decoded too (a truncated file often opens but cannot decode its end)."""
-    from gmrw.data.kinetics import list_videos
-    from gmrw.data.video_io import BadVideoError, import_decord, read_frames
+    from gmrw.data.readers.kinetics import list_videos
+    from gmrw.video import BadVideoError, import_decord, read_frames
 
     report = CheckReport("kinetics", path)
     for split in ("train", "val"):
@@ -105,7 +105,7 @@ def check_kinetics(path: str, limit: int | None = None, quick: bool = False) -> 
                 report.bad_files.append((str(video), str(exc).removeprefix(f"{video}: ")))
         report.splits.append(stats)
     if not (Path(path) / "train").is_dir():
-        from gmrw.data.kinetics import KINETICS_LAYOUT
+        from gmrw.data.readers.kinetics import KINETICS_LAYOUT
 
         report.errors.append(f"no train/ folder in {path}: {KINETICS_LAYOUT.format(split='train')}")
     return report
@@ -114,7 +114,7 @@ def check_kinetics(path: str, limit: int | None = None, quick: bool = False) -> 
 def check_kubric(path: str, limit: int | None = None, quick: bool = False) -> CheckReport:
     """Indexes every tfrecord shard (catches truncated shards) and decodes up to ``limit``
     examples per split (default 2) to report resolution, frame count and flow ranges."""
-    from gmrw.data.kubric import find_version_dir, index_tfrecord
+    from gmrw.data.readers.movi_e import MoviEReader, find_version_dir, index_tfrecord
 
     report = CheckReport("kubric", path)
     try:
@@ -122,8 +122,6 @@ def check_kubric(path: str, limit: int | None = None, quick: bool = False) -> Ch
     except FileNotFoundError as exc:
         report.errors.append(str(exc))
         return report
-    from gmrw.data.kubric import MoviEReader
-
     for split in ("train", "validation"):
         files = sorted(version_dir.glob(f"movi_e-{split}.tfrecord-*-of-*"))
         if not files:
@@ -140,9 +138,7 @@ def check_kubric(path: str, limit: int | None = None, quick: bool = False) -> Ch
         if not good_files:
             report.splits.append(stats)
             continue
-        reader = MoviEReader.__new__(MoviEReader)
-        reader.version_dir, reader.split, reader.files = version_dir, split, good_files
-        reader.records = [(fi, o, n) for fi, f in enumerate(good_files) for o, n in index_tfrecord(f)]
+        reader = MoviEReader(version_dir, split, files=good_files)
         n_decode = 2 if limit is None else limit
         ranges = []
         for i in range(min(n_decode, len(reader))):
@@ -167,7 +163,8 @@ def check_tapvid(path: str, format: str, limit: int | None = None, quick: bool =
     ``tapvid_kubric`` (tracks sampled from movi_e's validation split) samples the tracks of the
     first ``limit`` videos (default 2; ~1 s each) and reports how many are occluded.
     """
-    from gmrw.data.tapvid import TapVidDataset, decode_frames, read_tsv_row
+    from gmrw.data.readers.tapvid import decode_frames
+    from gmrw.data.tapvid import TapVidDataset
 
     fmt = format
     if fmt == "tapvid_kubric" and limit is None:
@@ -188,7 +185,7 @@ def check_tapvid(path: str, format: str, limit: int | None = None, quick: bool =
         name = ds.names[i]
         try:
             if fmt == "tapvid_kubric_tsv":
-                row = read_tsv_row(p, ds._index[i][1])
+                row = ds.tsv_row(i)
                 video, n_points = row["video"], row["query_points"].shape[0]
             elif fmt == "tapvid_kubric":
                 example = ds[i]

@@ -1,62 +1,74 @@
-"""Kinetics-700-2020 frame pairs as training cycle clips, and :class:`KineticsDataModule`.
+"""Kinetics-700-2020 frame pairs as training cycle clips.
 
-Layout: ``root/<split>/<class>/<youtube id>_<start>_<end>.mp4`` (``split`` is ``train`` or ``val``).
 A sample is two frames ``frame_gap`` apart (20 in the paper; clamped to the first and last frame
 of shorter videos), decoded with decord (only those two frames), then the shared crop pipeline.
 
 Broken videos (unreadable, truncated, zero frames) never stop a run: the sample is retried with
 another video chosen from the sample's seed, the file is named in a warning, and it is recorded
-in a :class:`~gmrw.data.video_io.SharedSkipList` that all DataLoader workers share, so
-:meth:`KineticsDataModule.skipped_files` at epoch end reports every skip
-(see :class:`gmrw.data.kinetics.SkippedVideosReport`).
+in a :class:`SharedSkipList` that all DataLoader workers share, so the datamodule can name every
+skipped file at the end of the run (:meth:`KineticsPairs.skipped_files`).
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing as mp
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytorch_lightning as pl
 import torch
 from torch.utils.data import Dataset
 
 from gmrw.data.crops import CycleCropper
-from gmrw.data.datamodule import ClipDataModule
-from gmrw.data.sampling import mix_seeds, split_key
-from gmrw.data.sizes import image_size
-from gmrw.data.video_io import VIDEO_EXTENSIONS, BadVideoError, SharedSkipList, read_frames, warn_skip
+from gmrw.data.loaders import mix_seeds, split_key
+from gmrw.data.readers.kinetics import list_videos
+from gmrw.video import BadVideoError, read_frames
 
 log = logging.getLogger(__name__)
 
-KINETICS_LAYOUT = (
-    "expected ROOT/{split}/<class name>/<video id>.mp4 (Kinetics-700-2020 as downloaded by the cvdf scripts)"
-)
+
+class SharedSkipList:
+    """Which items of a dataset turned out unreadable, in shared memory.
+
+    Created in the main process before DataLoader workers start, so every worker (forked or
+    spawned, persistent or not) writes to the same byte array, and the main process can report
+    the skips at epoch end: a skip list kept in a plain Python list would live and die in the
+    workers and the report would say "0 skipped".
+    """
+
+    def __init__(self, num_items: int):
+        self._flags = mp.RawArray("b", max(1, num_items))
+        self.num_items = num_items
+
+    def mark(self, index: int) -> None:
+        self._flags[index] = 1
+
+    def is_bad(self, index: int) -> bool:
+        return bool(self._flags[index])
+
+    def indices(self) -> list[int]:
+        flags = np.frombuffer(self._flags, dtype=np.int8)[: self.num_items]
+        return [int(i) for i in np.flatnonzero(flags)]
+
+    def __len__(self) -> int:
+        return len(self.indices())
 
 
-def list_videos(root: str | os.PathLike, split: str) -> list[Path]:
-    """Sorted ``root/split/*/*.{mp4,...}``; raises with the expected layout when missing or empty."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"Kinetics root {root} does not exist: {KINETICS_LAYOUT.format(split=split)}")
-    split_dir = root / split
-    if not split_dir.is_dir():
-        raise FileNotFoundError(
-            f"Kinetics split folder {split_dir} does not exist: {KINETICS_LAYOUT.format(split=split)}"
-        )
-    videos = sorted(p for p in split_dir.glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-    if not videos:
-        raise FileNotFoundError(f"no videos found in {split_dir}: {KINETICS_LAYOUT.format(split=split)}")
-    return videos
+def warn_skip(path: str, reason: str) -> None:
+    reason = reason.removeprefix(f"{path}: ")
+    msg = f"skipping unreadable video {path}: {reason}"
+    log.warning(msg)
+    warnings.warn(msg, RuntimeWarning, stacklevel=3)
 
 
 class KineticsPairs(Dataset):
     """Map-style dataset of cycle clips.
 
     ``dataset[key]`` with key ``index`` or ``(index, sample_seed)`` (from
-    :class:`gmrw.data.sampling.StepStreamSampler`) → dict ``frames`` (4, 3, H2, W2) float32 in
+    :class:`gmrw.data.loaders.StepStreamSampler`) → dict ``frames`` (4, 3, H2, W2) float32 in
     [0, 255], ``affine_b2f`` (2, 3), ``index`` int64 (the requested index, even when a broken
     video was replaced). The frame pair and crops are a pure function of (seed, key).
     """
@@ -130,98 +142,3 @@ class KineticsPairs(Dataset):
             f"{self.max_retries + 1} videos in a row were unreadable for sample {index} "
             f"(last: {last_error}); is {self.root / self.split} a valid Kinetics folder?"
         )
-
-
-class SkippedVideosReport(pl.Callback):
-    """Logs ``data/skipped_videos`` and warns with the file names at each training epoch end
-    (and at the end of fit), reading the datamodule's shared skip list."""
-
-    def _report(self, trainer: pl.Trainer) -> None:
-        dm = trainer.datamodule
-        if dm is None or not hasattr(dm, "skipped_files"):
-            return
-        files = dm.skipped_files()
-        if files:
-            log.warning(
-                "rank %d: %d unreadable video(s) skipped so far: %s", trainer.global_rank, len(files), files
-            )
-        pl_module = trainer.lightning_module
-        if pl_module is not None and getattr(pl_module, "_current_fx_name", None) is not None:
-            pl_module.log("data/skipped_videos", float(len(files)), rank_zero_only=True)
-
-    def on_train_epoch_end(self, trainer, pl_module) -> None:
-        self._report(trainer)
-
-    def on_fit_end(self, trainer, pl_module) -> None:
-        dm = trainer.datamodule
-        if dm is not None and hasattr(dm, "skipped_files"):
-            files = dm.skipped_files()
-            log.info("rank %d: %d unreadable video(s) skipped in this run", trainer.global_rank, len(files))
-
-
-class KineticsDataModule(ClipDataModule):
-    """Kinetics training clips + an optional TAP-Vid validation set.
-
-    Args:
-        root: the Kinetics-700-2020 folder (``train/``, ``val/``).
-        batch_size, num_workers: of the training loader.
-        img_size1, img_size2, aug_setting: the crop pipeline (640, 512, setting2 in the paper).
-        frame_gap: frames between the pair (20 in the paper).
-        seed: base seed of the sample stream.
-        split: the training split folder (``train``).
-        val: ``{format, path, query_mode, resolution, max_videos}`` of a TAP-Vid set, or None (no
-            validation).
-        max_retries: broken videos tolerated in a row for one sample before giving up.
-
-    Use with ``Trainer(use_distributed_sampler=False)``: the training sampler shards by rank and
-    resumes by step itself (:func:`gmrw.data.sampling.training_loader`).
-    """
-
-    def __init__(
-        self,
-        root: str,
-        batch_size: int = 1,
-        num_workers: int = 4,
-        img_size1=(640, 640),
-        img_size2=(512, 512),
-        aug_setting: str = "setting2",
-        frame_gap: int = 20,
-        seed: int = 0,
-        split: str = "train",
-        val: dict | None = None,
-        max_retries: int = 20,
-        pin_memory: bool = False,
-    ):
-        super().__init__(batch_size, num_workers, seed, pin_memory, val)
-        self.root = root
-        self.dataset_kwargs = {
-            "root": root,
-            "split": split,
-            "img_size1": image_size(img_size1),
-            "img_size2": image_size(img_size2),
-            "aug_setting": aug_setting,
-            "frame_gap": int(frame_gap),
-            "seed": self.seed,
-            "max_retries": int(max_retries),
-        }
-
-    def build_train_set(self) -> KineticsPairs:
-        return KineticsPairs(**self.dataset_kwargs)
-
-    def skipped_files(self) -> list[str]:
-        return self.train_set.skipped_files() if self.train_set is not None else []
-
-    def teardown(self, stage: str) -> None:
-        """At the end of fit (a run is one epoch of the step stream), name every video skipped by
-        any of this rank's loader workers: they all write to the dataset's shared skip list."""
-        if stage != "fit" or self.train_set is None:
-            return
-        trainer = self.trainer_or_none()
-        rank = trainer.global_rank if trainer is not None else 0
-        files = self.skipped_files()
-        if files:
-            log.warning(
-                "rank %d: %d unreadable video(s) skipped in this run: %s", rank, len(files), ", ".join(files)
-            )
-        else:
-            log.info("rank %d: no unreadable videos met in this run", rank)

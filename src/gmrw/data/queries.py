@@ -9,14 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-QUERY_MODES = ("first", "strided")
+from gmrw.choices import QUERY_MODES, check_choice
+
 #: TAP-Vid's strided sampling: a query every 5 frames where the point is visible.
 QUERY_STRIDE = 5
-
-
-def check_query_mode(query_mode: str) -> None:
-    if query_mode not in QUERY_MODES:
-        raise ValueError(f"unknown query mode {query_mode!r}; choose one of {list(QUERY_MODES)}")
 
 
 def tapvid_queries(
@@ -27,7 +23,7 @@ def tapvid_queries(
     Returns ``(query_points (M, 3) float32 (t, y, x), track_index (M,) int64)``: query ``m`` asks
     for track ``track_index[m]``.
     """
-    check_query_mode(query_mode)
+    check_choice(query_mode, QUERY_MODES, "query mode")
     visible = ~np.asarray(occluded, dtype=bool)
     if query_mode == "first":
         tracks = np.flatnonzero(visible.any(1))

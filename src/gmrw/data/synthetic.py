@@ -3,11 +3,12 @@
 * :class:`SyntheticTrainDataset` yields training clips (docs/CONTRACTS.md, "Training batch"):
   item ``i`` renders two frames of world video ``(seed, i)``, a random ``frame_gap`` apart, puts
   them through the camera's faults and then through :class:`~gmrw.data.crops.CycleCropper` (the
-  anti-shortcut crops). A key may also be ``(index, sample_seed)`` (:mod:`gmrw.data.sampling`):
+  anti-shortcut crops). A key may also be ``(index, sample_seed)`` (:mod:`gmrw.data.loaders`):
   the video comes from the index, the crops from the seed.
 * :class:`SyntheticTapVidDataset` yields world videos as TAP-Vid examples with exact tracks.
-* :class:`SyntheticDataModule` wires both into Lightning, and validates on the real-photo
-  benchmark (:mod:`gmrw.data.photo_videos`) too, so every run says how it does on real images.
+* ``configs/data/synthetic.yaml`` gives both to :class:`gmrw.data.modules.ClipDataModule`, with the
+  real-photo benchmark (:mod:`gmrw.data.photo_videos`) as a second validation set, so every run
+  says how it does on real images.
 
 Positions are in frame pixels with pixel centres at integers (``x`` = column index).
 """
@@ -22,11 +23,10 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from gmrw.choices import QUERY_MODES, check_choice
 from gmrw.data.crops import CycleCropper
-from gmrw.data.datamodule import ClipDataModule
-from gmrw.data.photo_videos import PhotoTapVidDataset
-from gmrw.data.queries import check_query_mode, tapvid_queries
-from gmrw.data.sampling import split_key
+from gmrw.data.loaders import split_key
+from gmrw.data.queries import tapvid_queries
 from gmrw.data.scenes import (
     Scene,
     TextureBank,
@@ -106,7 +106,7 @@ def render_video(
 ) -> SyntheticVideo:
     """World video ``seed`` (a pure function of its arguments) with ``num_points`` exact tracks,
     turned into TAP-Vid queries by ``query_mode`` (strided mode repeats a track per query)."""
-    check_query_mode(query_mode)
+    check_choice(query_mode, QUERY_MODES, "query mode")
     rng = _generator(seed)
     with _single_threaded():
         scene = sample_world_scene(rng, height, width, bank, motion, num_objects, duration=num_frames)
@@ -210,7 +210,7 @@ class SyntheticTapVidDataset(Dataset):
         texture_bank: int = 64,
         seed: int = 0,
     ):
-        check_query_mode(query_mode)
+        check_choice(query_mode, QUERY_MODES, "query mode")
         self.num_videos = int(num_videos)
         self.num_frames = int(num_frames)
         self.frame_size = image_size(frame_size)
@@ -259,76 +259,3 @@ class SyntheticTapVidDataset(Dataset):
             "occluded": video.occluded,
             "name": f"synthetic_{self.seed}_{index:04d}",
         }
-
-
-class SyntheticDataModule(ClipDataModule):
-    """World training clips; validation on world videos (``val``) and, with ``val_photos_videos``
-    > 0, on the real-photo benchmark (``val_photos``) as well.
-
-    ``val_query_mode`` is how both validation sets sample their queries (the module's
-    ``validation.query_mode`` scores them). Arguments as :class:`SyntheticTrainDataset` and
-    :class:`SyntheticTapVidDataset`.
-    """
-
-    def __init__(
-        self,
-        batch_size: int = 4,
-        num_workers: int = 0,
-        img_size1: int | Sequence[int] = 160,
-        img_size2: int | Sequence[int] = 128,
-        aug_setting: str = "setting2",
-        frame_size: int | Sequence[int] = 160,
-        frame_gap: int | Sequence[int] = (1, 8),
-        motion_scale: float = 1.0,
-        num_objects: Sequence[int] = (2, 6),
-        degrade: float = 1.0,
-        texture_bank: int = 256,
-        train_length: int = 100_000,
-        num_val_videos: int = 8,
-        val_num_frames: int = 16,
-        val_frame_size: int | Sequence[int] = 128,
-        val_query_mode: str = "first",
-        val_points: int = 32,
-        val_photos_videos: int = 0,
-        val_photos_frames: int = 16,
-        seed: int = 0,
-        pin_memory: bool = False,
-    ):
-        super().__init__(batch_size, num_workers, seed, pin_memory)
-        self.train_args = {
-            "length": train_length,
-            "img_size1": img_size1,
-            "img_size2": img_size2,
-            "aug_setting": aug_setting,
-            "frame_size": frame_size,
-            "frame_gap": frame_gap,
-            "motion_scale": motion_scale,
-            "num_objects": num_objects,
-            "degrade": degrade,
-            "texture_bank": texture_bank,
-            "seed": seed,
-        }
-        self.val_args = {
-            "num_videos": num_val_videos,
-            "num_frames": val_num_frames,
-            "frame_size": val_frame_size,
-            "num_points": val_points,
-            "query_mode": val_query_mode,
-            "motion_scale": motion_scale,
-            "num_objects": num_objects,
-            "seed": seed,
-        }
-        self.photo_args = (
-            {"num_videos": val_photos_videos, "num_frames": val_photos_frames, "query_mode": val_query_mode}
-            if val_photos_videos > 0
-            else None
-        )
-
-    def build_train_set(self) -> Dataset:
-        return SyntheticTrainDataset(**self.train_args)
-
-    def build_val_sets(self) -> dict[str, Dataset]:
-        sets: dict[str, Dataset] = {"val": SyntheticTapVidDataset(**self.val_args)}
-        if self.photo_args is not None:
-            sets["val_photos"] = PhotoTapVidDataset(**self.photo_args)
-        return sets

@@ -224,7 +224,7 @@ def example_video(folder: str | Path) -> Path:
     """A short clip to try the demo on, written into ``folder``: a photograph under a moving camera
     with photo cut-outs moving over it (the real-photo benchmark's first video, longer)."""
     from gmrw.data.photo_videos import photo_video
-    from gmrw.data.testing import write_mp4
+    from gmrw.video import write_video
 
     clip = photo_video(0, num_frames=24, size=256)
-    return write_mp4(Path(folder) / "example.mp4", clip.video.numpy(), fps=12)
+    return write_video(Path(folder) / "example.mp4", clip.video.numpy(), fps=12)

@@ -1,5 +1,10 @@
-"""Training objectives (plain torch): the random-walk cycle loss and flow smoothness."""
+"""Training objectives (plain torch): the random-walk cycle loss and flow smoothness.
 
+``walk_loss(model, frames, affine_b2f, smoothness_weight)`` is the objective training minimises;
+the rest are its parts.
+"""
+
+from gmrw.losses.objective import walk_loss
 from gmrw.losses.random_walk import (
     affine_labels,
     cycle_loss,
@@ -16,6 +21,7 @@ __all__ = [
     "edge_aware_smoothness",
     "masked_nll",
     "walk_accuracy",
+    "walk_loss",
     "walk_probability_at",
     "walk_terms",
 ]

@@ -9,15 +9,22 @@ import numpy as np
 import torch
 from torchmetrics import Metric
 
-from gmrw.metrics.tapvid import FIRST_MODE_RULES, METRIC_NAMES, QUERY_MODES, compute_tapvid_metrics
+from gmrw.choices import FIRST_MODE_RULES, QUERY_MODES, check_choice
+from gmrw.metrics.tapvid import METRIC_NAMES, compute_tapvid_metrics
+
+#: Video ids are stored in the float64 score rows, which hold integers below 2**53 exactly.
+_ID_LIMIT = 2**53
 
 
 def video_id(name: str | int) -> int:
-    """A stable non-negative int64 id for a video name (same on every rank and every run)."""
+    """A stable id in [0, 2**53) for a video name (same on every rank and every run); an int is
+    its own id."""
     if isinstance(name, (int, np.integer)):
+        if not 0 <= int(name) < _ID_LIMIT:
+            raise ValueError(f"integer video ids must lie in [0, 2**53), got {name}")
         return int(name)
     digest = hashlib.blake2b(str(name).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "little") & 0x7FFF_FFFF_FFFF_FFFF
+    return int.from_bytes(digest, "little") % _ID_LIMIT
 
 
 class TapVidMetric(Metric):
@@ -30,7 +37,7 @@ class TapVidMetric(Metric):
     Padding: samplers that pad the last ranks with repeated videos (Lightning's default
     ``DistributedSampler``) would count those videos twice. Pass ``video_ids`` (names or ints) to
     ``update`` and duplicates are dropped at ``compute`` (first occurrence kept); without ids,
-    shard evaluation sets without padding (``gmrw.data.sampling.RankStridedSampler``).
+    shard evaluation sets without padding (``gmrw.data.loaders.RankStridedSampler``).
 
     Args:
         query_mode: ``"first"`` or ``"strided"``.
@@ -42,16 +49,15 @@ class TapVidMetric(Metric):
 
     def __init__(self, query_mode: str = "first", first_mode_rule: str = "tapnet", **kwargs):
         super().__init__(**kwargs)
-        if query_mode not in QUERY_MODES:
-            raise ValueError(f"unknown query mode {query_mode!r}; choose one of {list(QUERY_MODES)}")
-        if first_mode_rule not in FIRST_MODE_RULES:
-            raise ValueError(
-                f"unknown first_mode_rule {first_mode_rule!r}; choose one of {list(FIRST_MODE_RULES)}"
-            )
+        check_choice(query_mode, QUERY_MODES, "query mode")
+        check_choice(first_mode_rule, FIRST_MODE_RULES, "first_mode_rule")
         self.query_mode = query_mode
         self.first_mode_rule = first_mode_rule
+        # One float64 row per video: its id (-1: none given), then its scores. A rank that saw no
+        # video offers torchmetrics' empty placeholder of the metric's dtype to the gather, so the
+        # metric is float64 like the rows.
         self.add_state("rows", default=[], dist_reduce_fx="cat")
-        self.add_state("ids", default=[], dist_reduce_fx="cat")
+        self.set_dtype(torch.float64)
 
     def update(
         self,
@@ -71,40 +77,27 @@ class TapVidMetric(Metric):
             self.query_mode,
             self.first_mode_rule,
         )
-        rows = torch.from_numpy(np.stack([scores[name] for name in METRIC_NAMES], axis=1))
-        batch = rows.shape[0]
+        scores = np.stack([scores[name] for name in METRIC_NAMES], axis=1)
+        batch = scores.shape[0]
         if video_ids is None:
-            ids = torch.full((batch,), -1, dtype=torch.int64)
+            ids = np.full(batch, -1.0)
         else:
             values = video_ids.tolist() if isinstance(video_ids, torch.Tensor) else list(video_ids)
             if len(values) != batch:
                 raise ValueError(f"got {len(values)} video ids for a batch of {batch} videos")
-            ids = torch.tensor([video_id(v) for v in values], dtype=torch.int64)
-        # Flat 1-D float64 rows: ranks with different numbers of videos gather without trouble.
+            ids = np.array([video_id(v) for v in values], dtype=np.float64)
+        rows = torch.from_numpy(np.concatenate([ids[:, None], scores], axis=1))
+        # Flat 1-D rows: ranks with different numbers of videos gather without trouble.
         self.rows.append(rows.reshape(-1).to(self.device))
-        self.ids.append(ids.to(self.device))
-
-    def _sync_dist(self, dist_sync_fn=None, process_group=None) -> None:
-        # A rank that saw no video would otherwise offer torchmetrics' float32 placeholder, which
-        # cannot be gathered with the other ranks' float64 rows.
-        if isinstance(self.rows, list) and not self.rows:
-            self.rows.append(torch.zeros(0, dtype=torch.float64, device=self.device))
-            self.ids.append(torch.zeros(0, dtype=torch.int64, device=self.device))
-        kwargs = {"process_group": process_group}
-        if dist_sync_fn is not None:
-            kwargs["dist_sync_fn"] = dist_sync_fn
-        super()._sync_dist(**kwargs)
 
     def _gathered(self) -> tuple[torch.Tensor, torch.Tensor]:
-        rows, ids = self.rows, self.ids
-        # Before sync these are lists; after a DDP sync torchmetrics has concatenated them.
+        """(scores (V, M), ids (V,) int64) of the stored videos, a repeated id kept once."""
+        rows = self.rows
+        # Before a sync this is a list; after a DDP sync torchmetrics has concatenated it.
         if isinstance(rows, list):
-            if not rows:
-                return torch.zeros(0, len(METRIC_NAMES), dtype=torch.float64), torch.zeros(
-                    0, dtype=torch.int64
-                )
-            rows, ids = torch.cat(rows), torch.cat(ids)
-        rows, ids = rows.reshape(-1, len(METRIC_NAMES)).cpu(), ids.reshape(-1).cpu()
+            rows = torch.cat(rows) if rows else torch.zeros(0, dtype=torch.float64)
+        rows = rows.reshape(-1, 1 + len(METRIC_NAMES)).cpu()
+        ids = rows[:, 0].long()
         keep, seen = [], set()
         for i, v in enumerate(ids.tolist()):
             if v >= 0 and v in seen:
@@ -112,7 +105,7 @@ class TapVidMetric(Metric):
             seen.add(v)
             keep.append(i)
         index = torch.tensor(keep, dtype=torch.long)
-        return rows[index], ids[index]
+        return rows[index, 1:], ids[index]
 
     def per_video(self) -> dict[str, torch.Tensor]:
         """The stored rows (this rank's, or all ranks' once synced): ``{"id": (V,), name: (V,) ...}``."""

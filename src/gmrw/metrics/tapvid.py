@@ -22,13 +22,11 @@ before the first track visible anywhere in the video. That rule stays available 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import numpy as np
 
+from gmrw.choices import FIRST_MODE_RULES, QUERY_MODES, check_choice
+
 THRESHOLDS = (1, 2, 4, 8, 16)
-FIRST_MODE_RULES = ("tapnet", "reference_2022")
-QUERY_MODES = ("first", "strided")
 METRIC_NAMES = (
     "occlusion_accuracy",
     *(f"pts_within_{x}" for x in THRESHOLDS),
@@ -51,12 +49,8 @@ def evaluation_mask(
     first_mode_rule: str = "tapnet",
 ) -> np.ndarray:
     """(B, N, T) bool: which (track, frame) entries are scored."""
-    if query_mode not in QUERY_MODES:
-        raise ValueError(f"unknown query mode {query_mode!r}; choose one of {list(QUERY_MODES)}")
-    if first_mode_rule not in FIRST_MODE_RULES:
-        raise ValueError(
-            f"unknown first_mode_rule {first_mode_rule!r}; choose one of {list(FIRST_MODE_RULES)}"
-        )
+    check_choice(query_mode, QUERY_MODES, "query mode")
+    check_choice(first_mode_rule, FIRST_MODE_RULES, "first_mode_rule")
     num_frames = gt_occluded.shape[-1]
     frames = np.arange(num_frames)
     query_frame = np.round(query_points[..., 0]).astype(np.int64)[..., None]  # (B, N, 1)
@@ -141,8 +135,3 @@ def compute_tapvid_metrics(
         out["average_jaccard"] = np.mean(np.stack(jaccard_all, axis=1), axis=1)
         out["average_pts_within_thresh"] = np.mean(np.stack(within_all, axis=1), axis=1)
     return {name: out[name] for name in METRIC_NAMES}
-
-
-def summarize(per_video: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Benchmark numbers: the plain mean over videos of each per-video metric (as tapnet)."""
-    return {name: float(np.mean(values)) for name, values in per_video.items()}

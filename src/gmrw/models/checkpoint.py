@@ -32,6 +32,8 @@ _PAPER_ARGS = {
 # experiments/eval_*_davis_upsampled.sh): chained tracking, frames upsampled ×4. Expressed as the
 # short side the model sees, so other video sizes are brought to the same scale.
 PAPER_TRACKING = {"mode": "chained", "method": "weighted_sum", "processing_size": 1024}
+# Older checkpoints of ours kept these tracking options among their validation settings.
+_LEGACY_VALIDATION_TRACKING = ("mode", "method", "window", "upsample_factor")
 
 
 class CheckpointError(ValueError):
@@ -65,16 +67,19 @@ def tracking_defaults(obj: Any) -> dict[str, Any]:
 
     Our checkpoints carry the training config's ``tracking`` (older ones: the tracking keys of
     ``validation``); the paper's ``.pth`` gets the paper's documented setting; anything else none.
+    The options are checked when the model tracks (:func:`gmrw.tracking.resolve_options`).
     """
     if isinstance(obj, Mapping) and _is_state_dict(obj.get("model")):
         return dict(PAPER_TRACKING)
     hparams = obj.get("hyper_parameters") if isinstance(obj, Mapping) else None
     if not isinstance(hparams, Mapping):
         return {}
-    from gmrw.tracking.options import LIBRARY_DEFAULTS
-
-    stored = hparams.get("tracking") or hparams.get("validation") or {}
-    return {k: v for k, v in dict(stored).items() if k in LIBRARY_DEFAULTS.as_dict() and v is not None}
+    if hparams.get("tracking"):
+        stored = dict(hparams["tracking"])
+    else:
+        validation = dict(hparams.get("validation") or {})
+        stored = {k: validation.get(k) for k in _LEGACY_VALIDATION_TRACKING}
+    return {k: v for k, v in stored.items() if v is not None}
 
 
 def parse_checkpoint(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -7,20 +7,14 @@ H/4 x W/4 cells, N = h*w, and transitions are (B, N, N) row-stochastic matrices.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 from torch import nn
 
-from gmrw.losses.random_walk import affine_labels, masked_nll, walk_accuracy, walk_terms
-from gmrw.losses.smoothness import edge_aware_smoothness
+from gmrw.choices import check_flow_method
 from gmrw.models.backbone import CNNEncoder
-from gmrw.models.matching import (
-    FLOW_METHODS,
-    cell_coords,
-    flow_from_features,
-    flow_from_targets,
-    resize_flow,
-    transition_from_features,
-)
+from gmrw.models.matching import flow_from_features, resize_flow, transition_from_features
 from gmrw.models.position import add_window_position
 from gmrw.models.transformer import FeatureTransformer
 
@@ -28,19 +22,30 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
+class Walk(NamedTuple):
+    """The two hops of a walk: ``first`` (B, N, N) start → middle, ``second`` (B, N, N) middle →
+    end; ``cells`` (h, w), the feature grid whose N = h*w cells (row-major) the rows index."""
+
+    first: torch.Tensor
+    second: torch.Tensor
+    cells: tuple[int, int]
+
+
 class GMRW(nn.Module):
     """CNN backbone + sine position code + feature transformer + global softmax matching.
 
     Parameter names equal the paper's (``backbone.*``, ``transformer.layers.N.*``), so its
-    state dicts load strictly. ``flow_method``/``window`` configure the training loss: with
-    "weighted_argmax" the transitions inside the loss are windowed around each row's argmax.
+    state dicts load strictly. The network has no loss: :func:`gmrw.losses.walk_loss` reads
+    :meth:`walk_transitions`. Some arguments configure that objective and are kept here because
+    checkpoints carry them with the architecture: ``flow_method``/``window`` (with
+    "weighted_argmax" the walk's transitions are windowed around each row's argmax),
+    ``smoothness_loss`` and ``smoothness_edge_constant``.
     """
 
     def __init__(
         self,
         feature_channels: int = 128,
         num_scales: int = 2,
-        upsample_factor: int = 8,
         num_head: int = 1,
         attention_type: str = "swin",
         ffn_dim_expansion: int = 4,
@@ -55,13 +60,9 @@ class GMRW(nn.Module):
         pixel_divisor: float = 255.0,
     ) -> None:
         super().__init__()
-        if flow_method not in FLOW_METHODS:
-            raise ValueError(f"flow_method must be one of {FLOW_METHODS}, got {flow_method!r}")
-        if flow_method == "weighted_argmax" and window is None:
-            raise ValueError("flow_method 'weighted_argmax' needs a window radius")
+        check_flow_method(flow_method, window)
         self.feature_channels = feature_channels
         self.num_scales = num_scales
-        self.upsample_factor = upsample_factor  # kept for config/checkpoint compatibility
         self.attn_splits = attn_splits
         self.temperature = temperature or None  # 0 means the default sqrt(C)
         self.flow_method = flow_method
@@ -153,57 +154,21 @@ class GMRW(nn.Module):
         flow = flow_from_features(feature_src, feature_dst, method, window, self.temperature)
         return resize_flow(flow, size) if size is not None else flow
 
-    # ---- objective ------------------------------------------------------------------------
-    def walk_loss(
-        self, frames: torch.Tensor, affine_b2f: torch.Tensor, smoothness_weight: float = 0.0
-    ) -> dict[str, torch.Tensor]:
-        """Cycle-consistency objective of one training clip.
+    # ---- the walk ---------------------------------------------------------------------------
+    def walk_transitions(self, start: torch.Tensor, middle: torch.Tensor, end: torch.Tensor) -> Walk:
+        """(B,3,H,W) x3 in [0,255] → the two hops of the walk start → middle → end, what the
+        training objective (:func:`gmrw.losses.walk_loss`) reads.
 
-        frames (B,4,3,H,W) [0,255] ordered [f1, f2, f2', f1']; the walk is f1 → f2 → f1'
-        (f2' is not used, as in the paper's two-frame setting). affine_b2f (B,2,3) maps a
-        position in the forward crop to the backward crop (normalised, corner-aligned).
-        Returns 0-d tensors: loss = cycle_loss + smoothness_weight * smoothness_loss,
-        cycle_loss, accuracy (percent), smoothness_loss (0 when the model's flag is off),
-        accuracy_rows_sampled (0 when accuracy is exact over all masked rows, else the number
-        of rows it was estimated on).
+        Each hop is (B, h*w, h*w) row-stochastic over the target's cells; with ``flow_method``
+        "weighted_argmax" each row is windowed around its argmax, as the paper trained.
         """
-        b, t, _, height, width = frames.shape
-        if t != 4:
-            raise ValueError(f"expected frames (B,4,3,H,W) [f1,f2,f2',f1'], got {tuple(frames.shape)}")
-        f1, f2, f1_back = frames[:, 0], frames[:, 1], frames[:, 3]
-        # f2 appears in both pairs; instance norm is per image, so one backbone pass per frame
-        e1, e2, e3 = self.encode(torch.cat((f1, f2, f1_back), dim=0)).chunk(3, dim=0)
+        b = start.shape[0]
+        # The middle frame is in both pairs; instance norm is per image, so one backbone pass per frame.
+        e1, e2, e3 = self.encode(torch.cat((start, middle, end), dim=0)).chunk(3, dim=0)
         src, dst = self.refine(torch.cat((e1, e2)), torch.cat((e2, e3)))
-        h, w = src.shape[-2:]
         window = self.window if self.flow_method == "weighted_argmax" else None
         # One transition per hop rather than slices of one (2B, N, N) tensor: a slice's gradient
         # is a zero-filled copy of the whole tensor, 128 MiB per hop at 256x256.
-        a1 = transition_from_features(src[:b], dst[:b], self.temperature, window)  # (B, N, N)
-        a2 = transition_from_features(src[b:], dst[b:], self.temperature, window)
-
-        labels, mask = affine_labels(affine_b2f, h, w)
-        # P[i, ℓ(i)] (B, N) and, for the smoothness loss, each hop's expected target (B, N, 2)
-        coords = cell_coords(h, w, a1.device, a1.dtype) if self.smoothness_loss else None
-        at_label, target1, target2 = walk_terms(a1, a2, labels, coords)
-        cycle = masked_nll(at_label, mask)
-        accuracy, rows_sampled = walk_accuracy(
-            a1.detach(), a2.detach(), labels, mask, at_label=at_label.detach()
-        )
-
-        smooth = torch.zeros((), device=frames.device)
-        if self.smoothness_loss:
-            flows = flow_from_targets(torch.cat((target1, target2)), h, w)  # weighted-sum flows
-            flows = resize_flow(flows, (height, width))
-            images = torch.cat((f1, f2)).float() * (2.0 / 255.0) - 1.0
-            smooth = edge_aware_smoothness(flows, images, self.smoothness_edge_constant)
-        return {
-            "loss": cycle + smoothness_weight * smooth,
-            "cycle_loss": cycle,
-            "accuracy": accuracy,
-            "smoothness_loss": smooth,
-            "accuracy_rows_sampled": torch.tensor(rows_sampled),
-        }
-
-    def forward(self, frames, affine_b2f, smoothness_weight: float = 0.0):
-        """Same as :meth:`walk_loss`."""
-        return self.walk_loss(frames, affine_b2f, smoothness_weight)
+        first = transition_from_features(src[:b], dst[:b], self.temperature, window)
+        second = transition_from_features(src[b:], dst[b:], self.temperature, window)
+        return Walk(first, second, (int(src.shape[-2]), int(src.shape[-1])))

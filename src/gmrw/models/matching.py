@@ -15,7 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-FLOW_METHODS = ("weighted_sum", "argmax", "weighted_argmax")
+from gmrw.choices import check_flow_method
+
 CHUNK_ELEMENTS = 1 << 24  # score entries per chunk (64 MiB in float32)
 
 
@@ -71,11 +72,7 @@ def _flow_rows(probs: torch.Tensor, coords: torch.Tensor, method: str, window) -
         return probs @ coords
     if method == "argmax":
         return coords[probs.argmax(dim=-1)]
-    if method == "weighted_argmax":
-        if window is None:
-            raise ValueError("method 'weighted_argmax' needs a window radius")
-        return window_around_argmax(probs, coords, window) @ coords
-    raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")
+    return window_around_argmax(probs, coords, window) @ coords  # weighted_argmax
 
 
 def flow_from_transition(
@@ -86,6 +83,7 @@ def flow_from_transition(
     Differentiable for "weighted_sum" (used by the smoothness loss); the other methods go
     through argmax and are computed in row chunks to bound temporaries.
     """
+    check_flow_method(method, window)
     b, n, _ = probs.shape
     coords = cell_coords(h, w, probs.device, probs.dtype)
     if method == "weighted_sum":
@@ -117,6 +115,7 @@ def flow_from_features(
     weighted_sum is attention with the cell coordinates as values (fused kernel, O(N·C)
     memory); the argmax methods build score rows in chunks of about 16M entries.
     """
+    check_flow_method(method, window)
     b, c, h, w = feature_src.shape
     n = h * w
     scale = _scale(c, temperature)
@@ -133,8 +132,6 @@ def flow_from_features(
             :, 0, :, :2
         ]
     else:
-        if method not in FLOW_METHODS:
-            raise ValueError(f"unknown flow method {method!r}; expected one of {FLOW_METHODS}")
         rows = max(1, CHUNK_ELEMENTS // (b * n))
         q, kt = q * scale, k.transpose(1, 2)  # scaled as in transition_from_features
         parts = []

@@ -9,38 +9,33 @@ so it can be checked on stored flows. ``track_source`` tracks a video read on de
 file) in bounded memory.
 """
 
+from gmrw.choices import FLOW_METHODS, TRACKING_MODES
 from gmrw.tracking.api import count_pairs, grid_queries, run_tracking, track
 from gmrw.tracking.core import CONSISTENCY_THRESHOLD, chained_tracks, direct_tracks, forward_step
+from gmrw.tracking.flow_sampling import inside, sample_flow
 from gmrw.tracking.flows import FlowReader, ModelPairFlows
-from gmrw.tracking.frames import FrameSource, ResizedFrames, TensorFrames, resize_frames
+from gmrw.tracking.frames import FrameSource, ResizedFrames, TensorFrames
 from gmrw.tracking.inputs import dense_queries
 from gmrw.tracking.online import OnlineSession
-from gmrw.tracking.options import (
-    LIBRARY_DEFAULTS,
-    METHODS,
-    MODES,
-    TrackingOptions,
-    resolve_options,
-    scaled_size,
-)
+from gmrw.tracking.options import LIBRARY_DEFAULTS, TrackingOptions, resolve_options, scaled_size
 from gmrw.tracking.outputs import load_tracks, save_dense, save_tracks
 from gmrw.tracking.predictor import DEFAULT_SHORT_SIDE, Predictor
-from gmrw.tracking.sampling import inside, sample_flow
 from gmrw.tracking.stream import flow_cache_bytes, track_source
 from gmrw.tracking.video_file import VideoFile, VideoReadError
+from gmrw.video import resize_frames
 
 __all__ = [
     "CONSISTENCY_THRESHOLD",
     "DEFAULT_SHORT_SIDE",
     "FlowReader",
     "FrameSource",
+    "FLOW_METHODS",
     "LIBRARY_DEFAULTS",
-    "METHODS",
-    "MODES",
     "ModelPairFlows",
     "OnlineSession",
     "Predictor",
     "ResizedFrames",
+    "TRACKING_MODES",
     "TensorFrames",
     "TrackingOptions",
     "VideoFile",

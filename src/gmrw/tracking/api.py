@@ -6,11 +6,9 @@ import torch
 
 from gmrw.tracking.core import chained_tracks, direct_tracks
 from gmrw.tracking.flows import ModelPairFlows
-from gmrw.tracking.options import METHODS, MODES, TrackingOptions, resolve_options
+from gmrw.tracking.options import TrackingOptions, resolve_options
 
 __all__ = [
-    "METHODS",
-    "MODES",
     "ModelPairFlows",
     "check_queries",
     "check_video",

@@ -1,6 +1,6 @@
 """Pixel coordinates between a video's own frames (H0, W0) and the resized frames the tracker works
 on (H, W). Pixel centres sit at integers, (0, 0) being the middle of the top-left pixel, and a
-bilinear resize with half-pixel centres (:func:`gmrw.tracking.frames.resize_frames`) maps
+bilinear resize with half-pixel centres (:func:`gmrw.video.resize_frames`) maps
 ``(p + 0.5) · scale - 0.5`` onto ``p``'s content.
 """
 

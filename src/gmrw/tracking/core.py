@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Sequence
 
 import torch
 
-from gmrw.tracking.sampling import inside, sample_flow
+from gmrw.tracking.flow_sampling import inside, sample_flow
 
 Pair = tuple[int, int, int]
 PairFlowFn = Callable[[Sequence[Pair]], torch.Tensor]

@@ -16,22 +16,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-
-def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(K, H0, W0, 3) frames → (K, H, W, 3) at ``size``: bilinear (half-pixel centres, so pixel
-    centres map onto each other), antialiased when shrinking. uint8 stays uint8 (rounded); float
-    stays float. Frames already at ``size`` are returned as they are."""
-    if tuple(frames.shape[1:3]) == tuple(size):
-        return frames
-    x = frames.permute(0, 3, 1, 2).float()
-    shrink = size[0] < frames.shape[1] or size[1] < frames.shape[2]
-    x = F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False, antialias=shrink)
-    x = x.permute(0, 2, 3, 1)
-    if frames.dtype == torch.uint8:
-        return x.round().clamp(0, 255).to(torch.uint8)
-    return x
+from gmrw.video import resize_frames
 
 
 class FrameSource(ABC):

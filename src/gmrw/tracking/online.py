@@ -35,11 +35,11 @@ import torch
 from gmrw.tracking.api import check_queries
 from gmrw.tracking.coords import positions_to_video, queries_to_frames
 from gmrw.tracking.core import CONSISTENCY_THRESHOLD, forward_step
+from gmrw.tracking.flow_sampling import inside, sample_flow
 from gmrw.tracking.flows import FlowReader
-from gmrw.tracking.frames import resize_frames
 from gmrw.tracking.inputs import as_points, check_frame
 from gmrw.tracking.options import TrackingOptions
-from gmrw.tracking.sampling import inside, sample_flow
+from gmrw.video import resize_frames
 
 
 class OnlineSession:

@@ -18,8 +18,8 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-MODES = ("chained", "direct")
-METHODS = ("weighted_sum", "argmax", "weighted_argmax")
+from gmrw.choices import TRACKING_MODES, check_choice, check_flow_method
+
 #: Frame sides the model accepts are multiples of this: 1/4-resolution features split in 2×2 windows.
 SIZE_MULTIPLE = 8
 
@@ -45,12 +45,8 @@ class TrackingOptions:
     round_trip: float | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"unknown tracking mode {self.mode!r}; choose one of {list(MODES)}")
-        if self.method not in METHODS:
-            raise ValueError(f"unknown flow method {self.method!r}; choose one of {list(METHODS)}")
-        if self.method == "weighted_argmax" and self.window is None:
-            raise ValueError("flow method 'weighted_argmax' needs a window radius (window=...)")
+        check_choice(self.mode, TRACKING_MODES, "tracking mode")
+        check_flow_method(self.method, self.window)
         factor = self.upsample_factor
         if isinstance(factor, bool) or not (
             isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0

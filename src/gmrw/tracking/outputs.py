@@ -26,8 +26,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gmrw.video import write_video
 from gmrw.viz.flow import flow_to_rgb
-from gmrw.viz.tracks import render_dense, render_tracks, write_video
+from gmrw.viz.tracks import render_dense, render_tracks
 
 
 def _atomic_npz(path: str | os.PathLike, **arrays: np.ndarray) -> Path:

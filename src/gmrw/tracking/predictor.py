@@ -19,12 +19,12 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from gmrw.checkpoints import checkpoint_path
 from gmrw.models import CheckpointError, load_model
 from gmrw.models import flush_denormals as flush
 from gmrw.tracking.api import check_queries, grid_queries, run_tracking
@@ -56,18 +56,14 @@ def pick_device(name: str | torch.device) -> torch.device:
 
 
 def load_tracker(checkpoint: str | os.PathLike | torch.nn.Module | None, device: torch.device):
-    """A GMRW on ``device`` from a checkpoint file, a run directory (its ``checkpoints/last.ckpt``),
+    """A GMRW on ``device`` from a checkpoint file, a run directory (its newest intact checkpoint),
     an already built model, or ``None`` (random weights, with a warning)."""
     if isinstance(checkpoint, torch.nn.Module):
         return checkpoint.to(device).eval()
     if checkpoint is None:
         log.warning("no checkpoint given: the model has random weights and its tracks are meaningless")
         return load_model(None).to(device)
-    path = Path(checkpoint).expanduser()
-    if path.is_dir() and (path / "checkpoints" / "last.ckpt").is_file():
-        path = path / "checkpoints" / "last.ckpt"
-    if not path.is_file():
-        raise ValueError(f"checkpoint {checkpoint} does not exist")
+    path = checkpoint_path(checkpoint, "checkpoint")
     try:
         return load_model(path).to(device)
     except CheckpointError as exc:

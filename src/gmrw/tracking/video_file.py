@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gmrw.data.video_io import import_decord
 from gmrw.tracking.frames import ResizedFrames
+from gmrw.video import import_decord
 
 
 class VideoReadError(ValueError):

@@ -13,31 +13,28 @@ from __future__ import annotations
 
 import math
 import random
-from typing import Any
 
 import numpy as np
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import grad_norm
 
-from gmrw.models import GMRW, flush_denormals
+from gmrw.choices import LR_DECAYS, QUERY_MODES, check_choice
+from gmrw.evaluation.scoring import track_and_score
+from gmrw.losses import walk_loss
+from gmrw.metrics import TapVidMetric
+from gmrw.models import GMRW, flush_denormals, load_model
+from gmrw.tracking import TrackingOptions
 from gmrw.training.curriculum import SmoothnessCurriculum
 
-FLOW_METHODS = ("weighted_sum", "argmax", "weighted_argmax")
-QUERY_MODES = ("first", "strided")
-
-
-def _check_choice(value: Any, choices: tuple[str, ...], what: str) -> None:
-    if value not in choices:
-        raise ValueError(f"unknown {what} {value!r}; choose one of {list(choices)}")
-
-
-LR_DECAYS = ("constant", "cosine")
+#: GMFlow's refinement factor: older checkpoints' ``net`` carries it, GMRW never used it.
+_LEGACY_NET_KEYS = ("upsample_factor",)
 
 
 def learning_rate_schedule(warmup_steps: int, decay: str, total_steps: int | None):
     """Multiplier of the base learning rate at each step: a linear warm-up over ``warmup_steps``,
     then constant or a cosine to 0 at ``total_steps`` (the run's max_steps)."""
-    _check_choice(decay, LR_DECAYS, "learning-rate decay")
+    check_choice(decay, LR_DECAYS, "learning-rate decay")
     if decay == "cosine" and not total_steps:
         raise ValueError("optimizer.decay=cosine needs trainer.max_steps")
 
@@ -78,14 +75,11 @@ class GMRWLitModule(pl.LightningModule):
         tracking: dict | None = None,
     ):
         super().__init__()
-        from gmrw.tracking.options import TrackingOptions
-
         validation = dict(validation or {})
         tracking = {k: v for k, v in dict(tracking or {}).items() if v is not None}
         TrackingOptions(**tracking)  # fails now, naming the option, rather than at the first validation
-        net = dict(net)
-        _check_choice(net.get("flow_method", "weighted_sum"), FLOW_METHODS, "training flow method")
-        _check_choice(validation.get("query_mode", "first"), QUERY_MODES, "validation query mode")
+        net = {k: v for k, v in dict(net).items() if k not in _LEGACY_NET_KEYS}
+        check_choice(validation.get("query_mode", "first"), QUERY_MODES, "validation query mode")
         # Plain containers only: checkpoints must stay loadable with torch's weights-only loader.
         self.save_hyperparameters(
             {
@@ -101,14 +95,22 @@ class GMRWLitModule(pl.LightningModule):
         self.model.tracking_defaults = dict(tracking)
         self.curriculum = SmoothnessCurriculum(**smoothness_curriculum)
         self.validation_options = validation
-        # Filled once the datamodule's validation sets are known (on_validation_start).
+        # One per validation set; made in setup(), once the datamodule has named its sets.
         self.val_metrics = torch.nn.ModuleDict()
-        self.val_set_names: list[str] = []
 
     def setup(self, stage: str) -> None:
         # Denormal softmax tails make CPU matmuls 70-100x slower (gmrw.models.cpu); the mode
         # only concerns CPU arithmetic, so GPU runs are unaffected.
         flush_denormals(True)
+        if stage in ("fit", "validate"):
+            datamodule = self.trainer.datamodule
+            names = list(getattr(datamodule, "val_set_names", None) or ["val"])
+            options = {k: v for k, v in self.validation_options.items() if k != "query_mode"}
+            query_mode = self.validation_options.get("query_mode", "first")
+            # Child modules, so they follow the device and sync across ranks.
+            self.val_metrics = torch.nn.ModuleDict(
+                {name: TapVidMetric(query_mode=query_mode, **options) for name in names}
+            )
 
     # ------------------------------------------------------------------ training
     def smoothness_weight(self) -> float:
@@ -116,7 +118,7 @@ class GMRWLitModule(pl.LightningModule):
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         weight = self.smoothness_weight()
-        out = self.model.walk_loss(batch["frames"], batch["affine_b2f"], smoothness_weight=weight)
+        out = walk_loss(self.model, batch["frames"], batch["affine_b2f"], smoothness_weight=weight)
         batch_size = batch["frames"].shape[0]
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=batch_size)
         self.log("train/cycle_loss", out["cycle_loss"], batch_size=batch_size)
@@ -131,11 +133,11 @@ class GMRWLitModule(pl.LightningModule):
         return out["loss"]
 
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        # The norm before clipping, as the paper's runs logged it.
-        norms = [p.grad.detach().norm(2) for p in self.parameters() if p.grad is not None]
+        # The norm before clipping (Lightning calls this hook first), as the paper's runs logged it.
+        # The learning rate is logged by LearningRateMonitor (callbacks: lr_monitor).
+        norms = grad_norm(self, norm_type=2)
         if norms:
-            self.log("train/grad_norm", torch.stack(norms).norm(2))
-        self.log("train/lr", optimizer.param_groups[0]["lr"])
+            self.log("train/grad_norm", norms["grad_2.0_norm_total"])
 
     def configure_optimizers(self):
         options = self.hparams["optimizer"]
@@ -156,36 +158,14 @@ class GMRWLitModule(pl.LightningModule):
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # ---------------------------------------------------------------- validation
-    def _make_val_metrics(self) -> None:
-        """One TAP-Vid metric per validation set of the datamodule (``val`` if it names none)."""
-        from gmrw.metrics import TapVidMetric
-
-        datamodule = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
-        names = list(getattr(datamodule, "val_set_names", None) or ["val"])
-        kwargs = {"query_mode": self.validation_options.get("query_mode", "first")}
-        if "first_mode_rule" in self.validation_options:
-            kwargs["first_mode_rule"] = self.validation_options["first_mode_rule"]
-        # Child modules, so they follow the device and sync across ranks.
-        self.val_metrics = torch.nn.ModuleDict({name: TapVidMetric(**kwargs) for name in names}).to(
-            self.device
-        )
-        self.val_set_names = names
-
-    def on_validation_start(self) -> None:
-        if not self.val_metrics:
-            self._make_val_metrics()
-
     def validation_step(
         self, batch: dict, batch_idx: int, dataloader_idx: int = 0
     ) -> dict[str, torch.Tensor]:
         """Tracks one TAP-Vid example and scores it; returns ``{"tracks" (1, N, T, 2) (x, y) px,
         "occluded" (1, N, T)}`` so callbacks (the tracks video) can draw them without re-tracking."""
-        from gmrw.tracking import track
-
+        metric = list(self.val_metrics.values())[dataloader_idx]
         # No options: the model's own tracking defaults, exactly the call a user makes.
-        tracks, occluded = track(self.model, batch["video"], batch["query_points"])
-        metric = self.val_metrics[self.val_set_names[dataloader_idx]]
-        metric.update(batch["query_points"], batch["occluded"], batch["target_points"], occluded, tracks)
+        tracks, occluded = track_and_score(self.model, batch, metric)
         return {"tracks": tracks, "occluded": occluded}
 
     def on_validation_epoch_end(self) -> None:
@@ -219,7 +199,5 @@ class GMRWLitModule(pl.LightningModule):
 
     def load_pretrained(self, checkpoint: str) -> None:
         """Weights only, from a gmrw ``.ckpt`` or the paper's released ``.pth`` (strict)."""
-        from gmrw.models import load_model
-
         source = load_model(checkpoint)
         self.model.load_state_dict(source.state_dict(), strict=True)

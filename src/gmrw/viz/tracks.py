@@ -12,9 +12,7 @@ occluded one a hollow ring; each track keeps one colour and leaves a fading trai
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -225,42 +223,3 @@ def render_dense(
     for t, frame in enumerate(frames):
         seen = ~occluded[:, t]
         yield draw_dots(frame, tracks[seen, t], colors[seen], dot_size)
-
-
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 10.0) -> Path:
-    """Write (H, W, 3) uint8 frames as an H.264 mp4, atomically: frames go to a temporary file
-    next to ``path`` that replaces it only once complete, so a failure leaves nothing behind.
-
-    Odd frame sizes are padded by one pixel (yuv420p needs even sides). Returns ``path``.
-    """
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.partial{os.getpid()}.mp4")
-    count = 0
-    try:
-        writer = imageio.get_writer(
-            str(tmp),
-            fps=fps,
-            codec="libx264",
-            quality=None,
-            macro_block_size=1,
-            ffmpeg_log_level="error",
-            output_params=["-pix_fmt", "yuv420p", "-crf", "18"],
-        )
-        try:
-            for frame in frames:
-                h, w = frame.shape[:2]
-                if h % 2 or w % 2:
-                    frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
-                writer.append_data(np.ascontiguousarray(frame, dtype=np.uint8))
-                count += 1
-        finally:
-            writer.close()
-        if count == 0:
-            raise ValueError(f"no frames to write to {path}")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path

@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
 from gmrw.data.download.disk import InsufficientSpace, free_bytes, human_bytes
-from gmrw.data.video_io import VIDEO_EXTENSIONS
+from gmrw.video import VIDEO_EXTENSIONS
 
 CHUNK = 1 << 20
 #: What tarfile/gzip raise for damaged or truncated data (not OSError: a full disk is not corruption).

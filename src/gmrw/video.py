@@ -1,22 +1,22 @@
-"""Reading frame pairs from video files, and a skip list that worker processes share.
+"""Video files and frames: decoding (decord), resizing, and writing mp4s (imageio-ffmpeg).
 
-decord decodes only the frames asked for (``VideoReader.get_batch``); a reader must be opened
-inside the process that uses it (a DataLoader worker), never in the parent before forking.
+Frames are (T, H, W, 3), uint8 or float in [0, 255]. decord decodes only the frames asked for
+(``VideoReader.get_batch``); a reader must be opened inside the process that uses it (a
+DataLoader worker), never in the parent before forking.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import logging
-import multiprocessing as mp
+import os
 import sys
-import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
-
-log = logging.getLogger(__name__)
+import torch
+import torch.nn.functional as F
 
 #: File name endings of the videos a dataset folder is searched for (Kinetics; the downloader).
 VIDEO_EXTENSIONS = (".mp4", ".webm", ".mkv", ".avi")
@@ -94,35 +94,58 @@ def read_frames(
     return frames, tuple(int(i) for i in indices)
 
 
-class SharedSkipList:
-    """Which items of a dataset turned out unreadable, in shared memory.
+def resize_frames(frames: torch.Tensor | np.ndarray, size: tuple[int, int]) -> torch.Tensor:
+    """(K, H0, W0, 3) frames → (K, H, W, 3) at ``size``: bilinear with half-pixel centres (pixel
+    centres map onto each other), antialiased when shrinking. uint8 stays uint8 (rounded), float
+    stays float; a numpy array comes back as a tensor. Frames already at ``size`` are returned as
+    they are. The one resize of video frames in gmrw: readers, trackers and drawings share it."""
+    frames = torch.as_tensor(frames)
+    size = (int(size[0]), int(size[1]))
+    if tuple(frames.shape[1:3]) == size:
+        return frames
+    x = frames.permute(0, 3, 1, 2).float()
+    shrink = size[0] < frames.shape[1] or size[1] < frames.shape[2]
+    x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    x = x.permute(0, 2, 3, 1)
+    if frames.dtype == torch.uint8:
+        return x.round().clamp(0, 255).to(torch.uint8)
+    return x
 
-    Created in the main process before DataLoader workers start, so every worker (forked or
-    spawned, persistent or not) writes to the same byte array, and the main process can report
-    the skips at epoch end: a skip list kept in a plain Python list would live and die in the
-    workers and the report would say "0 skipped".
+
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 10.0) -> Path:
+    """Write (H, W, 3) uint8 frames as an H.264 mp4, atomically: frames go to a temporary file
+    next to ``path`` that replaces it only once complete, so a failure leaves nothing behind.
+
+    Odd frame sizes are padded by one pixel (yuv420p needs even sides). Returns ``path``.
     """
+    import imageio.v2 as imageio
 
-    def __init__(self, num_items: int):
-        self._flags = mp.RawArray("b", max(1, num_items))
-        self.num_items = num_items
-
-    def mark(self, index: int) -> None:
-        self._flags[index] = 1
-
-    def is_bad(self, index: int) -> bool:
-        return bool(self._flags[index])
-
-    def indices(self) -> list[int]:
-        flags = np.frombuffer(self._flags, dtype=np.int8)[: self.num_items]
-        return [int(i) for i in np.flatnonzero(flags)]
-
-    def __len__(self) -> int:
-        return len(self.indices())
-
-
-def warn_skip(path: str, reason: str) -> None:
-    reason = reason.removeprefix(f"{path}: ")
-    msg = f"skipping unreadable video {path}: {reason}"
-    log.warning(msg)
-    warnings.warn(msg, RuntimeWarning, stacklevel=3)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.partial{os.getpid()}.mp4")
+    count = 0
+    try:
+        writer = imageio.get_writer(
+            str(tmp),
+            fps=fps,
+            codec="libx264",
+            quality=None,
+            macro_block_size=1,
+            ffmpeg_log_level="error",
+            output_params=["-pix_fmt", "yuv420p", "-crf", "18"],
+        )
+        try:
+            for frame in frames:
+                h, w = frame.shape[:2]
+                if h % 2 or w % 2:
+                    frame = np.pad(frame, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
+                writer.append_data(np.ascontiguousarray(frame, dtype=np.uint8))
+                count += 1
+        finally:
+            writer.close()
+        if count == 0:
+            raise ValueError(f"no frames to write to {path}")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path

@@ -1,122 +1,17 @@
-"""Tiny datasets in the real on-disk formats, for tests, benchmarks and smoke runs.
-
-Everything here writes small files into a folder you give it; nothing is downloaded.
-
-* :func:`write_tiny_kinetics` — ``root/{train,val}/<class>/<id>.mp4`` (H.264/MPEG-4 via imageio-ffmpeg),
-  optionally with a truncated and a zero-byte video planted in ``train/``.
-* :func:`write_tiny_movi_e` — a TFDS directory ``root/movi_e/256x256/1.0.0/`` with MOVi-E's complete
-  feature spec (names, dtypes, encodings, at a small size), rendered from scenes of known geometry
-  (:mod:`gmrw.data.tiny_scene`) so that depth, segmentation, object coordinates, normals, flows,
-  camera and object poses agree.
-* :func:`write_tapvid_pickle` — ``tapvid_davis.pkl`` (dict), ``tapvid_rgb_stacking.pkl`` (list) or a
-  TAP-Vid-Kinetics shard ``0000_of_0010.pkl`` (list, JPEG-encoded frames).
-* :func:`write_kubric_tsv` — the reference's ``validation_data.tsv`` (base64 float32/bool arrays).
-"""
+"""A tiny MOVi-E TFDS folder, ``root/movi_e/256x256/1.0.0/``, with MOVi-E's complete feature spec
+(names, dtypes, encodings, at a small size), rendered from scenes of known geometry
+(:mod:`gmrw.data.tiny.cuboids`) so that depth, segmentation, object coordinates, normals, flows,
+camera and object poses agree."""
 
 from __future__ import annotations
 
-import base64
-import csv
-import io
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
 
-from gmrw.data.tiny_scene import Scene, sliding_cube_scene, translating_camera_scene
-
-
-def textured_video(
-    num_frames: int, height: int, width: int, seed: int = 0, motion: tuple[int, int] = (1, 2)
-) -> np.ndarray:
-    """A smooth random texture whose content moves by ``motion`` = (d_row, d_col) integer pixels
-    per frame (so its true optical flow is exactly that): (T, H, W, 3) uint8."""
-    rng = np.random.default_rng(seed)
-    dr, dc = int(motion[0]), int(motion[1])
-    pad_r, pad_c = abs(dr) * num_frames + 8, abs(dc) * num_frames + 8
-    big_h, big_w = height + 2 * pad_r, width + 2 * pad_c
-    noise = rng.random((big_h // 4 + 2, big_w // 4 + 2, 3))
-    # Nearest upsampling then a box blur: blobs a few pixels wide, which video codecs keep.
-    tex = np.kron(noise, np.ones((4, 4, 1)))[:big_h, :big_w]
-    kernel = np.ones(5) / 5
-    for axis in (0, 1):
-        tex = np.apply_along_axis(lambda v: np.convolve(v, kernel, mode="same"), axis, tex)
-    tex = (tex - tex.min()) / max(tex.max() - tex.min(), 1e-6)
-    frames = []
-    for t in range(num_frames):
-        # Frame t shows the texture shifted by t·motion: content at p in frame t is at p + motion in t+1.
-        r0, c0 = pad_r - dr * t, pad_c - dc * t
-        frames.append(tex[r0 : r0 + height, c0 : c0 + width])
-    return (np.stack(frames) * 255).round().astype(np.uint8)
-
-
-# --------------------------------------------------------------------------------------- Kinetics
-
-
-def write_mp4(path: str | os.PathLike, frames: np.ndarray, fps: int = 25, codec: str = "libx264") -> Path:
-    """Write (T, H, W, 3) uint8 frames as an mp4 (even H and W required by yuv420p)."""
-    import imageio.v2 as imageio
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    writer = imageio.get_writer(
-        str(path),
-        fps=fps,
-        codec=codec,
-        quality=None,
-        macro_block_size=1,
-        ffmpeg_log_level="error",
-        output_params=["-pix_fmt", "yuv420p"],
-    )
-    try:
-        for frame in frames:
-            writer.append_data(frame)
-    finally:
-        writer.close()
-    return path
-
-
-def write_tiny_kinetics(
-    root: str | os.PathLike,
-    splits: tuple[str, ...] = ("train", "val"),
-    classes: tuple[str, ...] = ("abseiling", "playing cello"),
-    videos_per_class: int = 2,
-    num_frames: int = 30,
-    size: tuple[int, int] = (48, 64),
-    fps: int = 25,
-    bad_files: bool = True,
-    seed: int = 0,
-) -> dict[str, list[Path]]:
-    """Write a Kinetics-700-2020-style folder; returns ``{"good": [...], "bad": [...]}``.
-
-    With ``bad_files`` two broken videos are planted in the first split: a truncated mp4
-    (first 600 bytes of a valid one, so the container header is cut) and a zero-byte file.
-    One video per class is short (a third of ``num_frames``) so that frame-gap clamping is exercised.
-    """
-    root = Path(root)
-    good: list[Path] = []
-    bad: list[Path] = []
-    k = 0
-    for split in splits:
-        for ci, cls in enumerate(classes):
-            for v in range(videos_per_class):
-                n = num_frames if v % 2 == 0 else max(2, num_frames // 3)
-                frames = textured_video(n, size[0], size[1], seed=seed + k)
-                good.append(write_mp4(root / split / cls / f"vid{ci}{v:02d}_000000_000010.mp4", frames, fps))
-                k += 1
-    if bad_files and splits:
-        first = root / splits[0] / classes[0]
-        data = good[0].read_bytes()
-        truncated = first / "truncated_000000_000010.mp4"
-        truncated.write_bytes(data[:600])
-        empty = first / "empty_000000_000010.mp4"
-        empty.write_bytes(b"")
-        bad += [truncated, empty]
-    return {"good": good, "bad": bad}
-
-
-# --------------------------------------------------------------------------------------- MOVi-E
+from gmrw.data.tiny.cuboids import CuboidScene, sliding_cube_scene, translating_camera_scene
+from gmrw.data.tiny.videos import textured_video
 
 #: Flow ranges written into the tiny MOVi-E training metadata (min, max), as Kubric stores them.
 TINY_FORWARD_FLOW_RANGE = (-6.0, 10.0)
@@ -243,7 +138,7 @@ def _movi_e_builder_class(num_frames: int, height: int, width: int):
     return MoviE
 
 
-def _instance_record(scene: Scene, k: int, seg: np.ndarray) -> dict:
+def _instance_record(scene: CuboidScene, k: int, seg: np.ndarray) -> dict:
     """MOVi-E's per-instance features for cuboid ``k`` of ``scene`` (segment id k + 1)."""
     box = scene.cuboids[k]
     s = scene.num_frames
@@ -279,7 +174,7 @@ def _instance_record(scene: Scene, k: int, seg: np.ndarray) -> dict:
 
 
 def movi_e_example(
-    scene: Scene,
+    scene: CuboidScene,
     name: str,
     video: np.ndarray | None = None,
     flow_ranges: tuple[tuple[float, float], tuple[float, float]] | None = None,
@@ -349,12 +244,12 @@ def write_tiny_movi_e(
 
     The config keeps the real name ``256x256`` whatever ``size`` is, as readers look it up by name.
     Every example carries all of MOVi-E's features, geometrically consistent (see
-    :mod:`gmrw.data.tiny_scene`):
+    :mod:`gmrw.data.tiny.cuboids`):
 
     * ``train``: the ground seen by a camera translating so that the image moves by
       :data:`TINY_FORWARD_FLOW_ROWCOL` px/frame; RGB is :func:`textured_video`; ``forward_flow``
       stores exactly that motion (d_row, d_col) in uint16 over :data:`TINY_FORWARD_FLOW_RANGE`.
-    * ``validation``: :func:`~gmrw.data.tiny_scene.sliding_cube_scene` (seed ``seed + 1000 + i``):
+    * ``validation``: :func:`~gmrw.data.tiny.cuboids.sliding_cube_scene` (seed ``seed + 1000 + i``):
       a tilted camera, a static box and a box sliding across the view, for point-track sampling.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -377,109 +272,3 @@ def write_tiny_movi_e(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False),
     )
     return Path(builder.data_dir)
-
-
-# --------------------------------------------------------------------------------------- TAP-Vid
-
-
-def tapvid_tracks(num_points: int, num_frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Random smooth tracks in [0, 1] (x, y) (N, T, 2) float32 and occlusion (N, T) bool.
-
-    Point 0 is occluded in its first two frames (a late first-visible frame), point 1 is never
-    visible (so ``first`` sampling must drop it).
-    """
-    rng = np.random.default_rng(seed)
-    start = rng.uniform(0.1, 0.9, (num_points, 1, 2))
-    vel = rng.uniform(-0.01, 0.01, (num_points, 1, 2))
-    points = (start + vel * np.arange(num_frames)[None, :, None]).clip(0, 1).astype(np.float32)
-    occluded = rng.random((num_points, num_frames)) < 0.2
-    if num_points > 0:
-        occluded[0, :2] = True
-        occluded[0, 2:] = False
-    if num_points > 1:
-        occluded[1] = True
-    return points, occluded
-
-
-def _jpeg_bytes(frame: np.ndarray) -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(frame).save(buf, format="JPEG", quality=95)
-    return buf.getvalue()
-
-
-def write_tapvid_pickle(
-    path: str | os.PathLike,
-    kind: str = "davis",
-    num_videos: int = 3,
-    num_frames: int = 8,
-    size: tuple[int, int] = (40, 48),
-    num_points: int = 6,
-    seed: int = 0,
-) -> Path:
-    """Write a TAP-Vid pickle: ``kind`` is ``davis`` (dict name → example, uint8 video),
-    ``rgb_stacking`` (list, uint8 video) or ``kinetics`` (list, JPEG-bytes frames; name the file
-    ``NNNN_of_0010.pkl``). Examples hold ``video``, ``points`` (N, T, 2) in [0, 1] and ``occluded``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    examples = []
-    for v in range(num_videos):
-        video = textured_video(num_frames, size[0], size[1], seed=seed + v)
-        points, occluded = tapvid_tracks(num_points, num_frames, seed=seed + v)
-        example = {"points": points, "occluded": occluded}
-        if kind == "kinetics":
-            example["video"] = [_jpeg_bytes(f) for f in video]
-            example["video_id"] = f"yt{seed + v:05d}"
-        else:
-            example["video"] = video
-        examples.append(example)
-    if kind == "davis":
-        data: object = {f"video{v}": ex for v, ex in enumerate(examples)}
-    elif kind in ("rgb_stacking", "kinetics"):
-        data = examples
-    else:
-        raise ValueError(f"unknown TAP-Vid pickle kind {kind!r}: davis, rgb_stacking or kinetics")
-    with open(path, "wb") as f:
-        pickle.dump(data, f)
-    return path
-
-
-def write_kubric_tsv(
-    path: str | os.PathLike,
-    num_videos: int = 2,
-    num_frames: int = 6,
-    size: int = 32,
-    num_points: int = 8,
-    seed: int = 0,
-) -> Path:
-    """Write the reference's ``validation_data.tsv`` layout: columns id, video, query_points,
-    target_points, occluded; arrays base64 of float32 video (1, T, S, S, 3) in [-1, 1], float32
-    queries (1, N, 3) (t, y, x) px, float32 targets (1, N, T, 2) (x, y) px, bool occlusion (1, N, T)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-
-    def b64(a: np.ndarray) -> str:
-        return base64.b64encode(np.ascontiguousarray(a).tobytes()).decode("ascii")
-
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f, delimiter="\t")
-        for i in range(num_videos):
-            video = textured_video(num_frames, size, size, seed=seed + i).astype(np.float32) / 127.5 - 1.0
-            points, occluded = tapvid_tracks(num_points, num_frames, seed=seed + i)
-            occluded[1] = False  # every Kubric query is visible at its own frame
-            targets = points * size
-            qt = np.array([np.flatnonzero(~occ)[0] for occ in occluded])
-            queries = np.stack(
-                [qt, targets[np.arange(num_points), qt, 1], targets[np.arange(num_points), qt, 0]], -1
-            )
-            writer.writerow(
-                [
-                    str(i),
-                    b64(video[None]),
-                    b64(queries[None].astype(np.float32)),
-                    b64(targets[None].astype(np.float32)),
-                    b64(occluded[None].astype(bool)),
-                ]
-            )
-    return path

@@ -1,4 +1,5 @@
-"""Samplers that make training data a pure function of the optimisation step.
+"""Loaders: training data as a pure function of the optimisation step, and evaluation sets
+sharded over ranks without padding.
 
 Lightning replays a half-finished epoch from its start when it resumes, and shards data with a
 ``DistributedSampler`` whose state it does not checkpoint. For an *exact* resume we want batch
@@ -29,6 +30,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
@@ -42,8 +44,6 @@ _STREAM_LENGTH = 2**40
 
 def mix_seeds(*values: int) -> int:
     """A well-spread 63-bit seed from integers (stable across processes, unlike hash())."""
-    import numpy as np
-
     return int(
         np.random.SeedSequence([int(v) % (2**63) for v in values]).generate_state(1, np.uint64)[0] >> 1
     )
@@ -234,3 +234,24 @@ class RankStridedSampler(Sampler[int]):
 
     def __iter__(self) -> Iterator[int]:
         return iter(range(self.rank, self.num_items, self.world_size))
+
+
+def tapvid_loader(dataset: Dataset, rank: int = 0, world_size: int = 1, num_workers: int = 0) -> DataLoader:
+    """TAP-Vid examples at batch size 1; rank ``r`` of ``W`` gets videos r, r + W, … (no padding,
+    no duplicates)."""
+    return DataLoader(
+        dataset,
+        batch_size=1,
+        sampler=RankStridedSampler(len(dataset), rank, world_size),
+        num_workers=num_workers,
+        collate_fn=collate_tapvid,
+    )
+
+
+def collate_tapvid(batch: list[dict[str, Any]]) -> dict[str, Any]:
+    """Default collation for tensors, ``name`` kept as a list of str."""
+    out: dict[str, Any] = {}
+    for key in batch[0]:
+        values = [b[key] for b in batch]
+        out[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return out

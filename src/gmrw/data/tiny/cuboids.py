@@ -1,6 +1,6 @@
 """A tiny ray-cast scene that renders every per-pixel layer MOVi-E stores, with known geometry.
 
-Used by :mod:`gmrw.data.testing` to write a MOVi-E TFDS folder whose depth, segmentation, object
+Used by :mod:`gmrw.data.tiny.movi_e` to write a MOVi-E TFDS folder whose depth, segmentation, object
 coordinates, surface normals, flows, camera and object poses all agree with each other, so that
 tests can check geometric readers (TAP-Vid-Kubric track sampling) against the true answer.
 
@@ -17,7 +17,7 @@ The scene: a textured ground plane ``z = 0`` (segment 0, Kubric's background) an
   (x, y, z) ∈ {min, max}³, as Kubric's ``bbox_3d``.
 
 Everything here is written from the camera model itself (rays through pixel centres, explicit
-ray/box intersection) and shares no code with the reader in :mod:`gmrw.data.kubric_tracks`.
+ray/box intersection) and shares no code with the reader in :mod:`gmrw.data.readers.kubric_tracks`.
 """
 
 from __future__ import annotations
@@ -71,7 +71,7 @@ class Cuboid:
 
 
 @dataclasses.dataclass
-class Scene:
+class CuboidScene:
     """Camera poses ``camera_positions`` (T, 3), ``camera_quaternions`` (T, 4) (w, x, y, z); image
     ``height`` × ``width``; ``cuboids`` (segment ids 1, 2, … in order); the plane is segment 0."""
 
@@ -242,7 +242,7 @@ class Scene:
         return bool(hit["segment"][0] == segment and abs(hit["distance"][0] - dist) < tolerance)
 
 
-def sliding_cube_scene(num_frames: int, height: int, width: int, seed: int = 0, pitch: float = 0.3) -> Scene:
+def sliding_cube_scene(num_frames: int, height: int, width: int, seed: int = 0, pitch: float = 0.3) -> CuboidScene:
     """A camera about 10 units above the ground, tilted by ``pitch`` and turned by a seeded yaw,
     drifting slowly; a static box, and a box that slides across the whole view while turning about
     z, passing over the ground (so ground points are covered, then uncovered) and leaving the image."""
@@ -270,7 +270,7 @@ def sliding_cube_scene(num_frames: int, height: int, width: int, seed: int = 0, 
         -2.8 * down + 1.5 * right + np.array([0.0, 0.0, static_size[2] / 2]), (num_frames, 1)
     )
     static_q = np.tile(yaw_pitch_quaternion(yaw + 0.5), (num_frames, 1))
-    return Scene(
+    return CuboidScene(
         height=height,
         width=width,
         camera_positions=cam_pos,
@@ -285,12 +285,12 @@ def sliding_cube_scene(num_frames: int, height: int, width: int, seed: int = 0, 
 
 def translating_camera_scene(
     num_frames: int, height: int, width: int, motion_rowcol: tuple[float, float], seed: int = 0
-) -> Scene:
+) -> CuboidScene:
     """A camera looking straight down and translating parallel to the ground so that the ground's
     image moves by exactly ``motion_rowcol`` = (d_row, d_col) px per frame; one box, out of view."""
     t = np.arange(num_frames, dtype=np.float64)
     height_above = 10.0
-    cam = Scene(height, width, np.zeros((num_frames, 3)), np.tile([1.0, 0, 0, 0], (num_frames, 1)), [])
+    cam = CuboidScene(height, width, np.zeros((num_frames, 3)), np.tile([1.0, 0, 0, 0], (num_frames, 1)), [])
     step = height_above / cam.pixels_per_unit
     # Straight down with no rotation: image right is world +x, image down is world −y. The ground's
     # image moves opposite to the camera.

@@ -1,9 +1,12 @@
 """Which checkpoint file to read: check files for damage, pick a run directory's newest intact one.
 
+:func:`checkpoint_path` is the one resolver every entry point uses: resuming (``ckpt_path``),
+evaluating (``model.checkpoint``) and tracking (``--checkpoint``, ``gmrw.Predictor``).
+
 A training run directory holds Lightning checkpoints in ``checkpoints/`` (``step=NNNNNNN.ckpt``,
 ``last.ckpt``) and, after a SLURM requeue signal, Lightning's ``hpc_ckpt_N.ckpt`` at its top.
-Resuming (``gmrw-train``), evaluating (``gmrw-eval``) and tracking (``gmrw-track``) all accept a
-run directory and read its newest intact checkpoint, naming every newer file they skipped.
+Resuming, evaluating and tracking all accept a run directory and read its newest intact
+checkpoint, naming every newer file they skipped.
 
 How a file is checked, and why both steps:
 
@@ -24,6 +27,7 @@ under their final name only once complete; an unfinished write is a hidden tempo
 
 from __future__ import annotations
 
+import logging
 import os
 import zipfile
 from collections.abc import Sequence
@@ -31,6 +35,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from gmrw.choices import ConfigError
 
 CHECKPOINT_SUFFIX = ".ckpt"
 # AtomicCheckpointIO's temporary files: hidden, and free of the target's name so that nothing
@@ -45,7 +51,10 @@ WEIGHTS_KEYS = ("state_dict",)
 _READ_CHUNK = 1 << 20
 
 
-class CheckpointProblem(ValueError):
+log = logging.getLogger(__name__)
+
+
+class CheckpointProblem(ConfigError):
     """No usable checkpoint where one was asked for; the message is one line for the user."""
 
 
@@ -228,3 +237,20 @@ def weights_file(spec: str | os.PathLike, key: str) -> CheckpointChoice:
     if not path.is_file():
         raise CheckpointProblem(f"{key}={spec}: no such file")
     return CheckpointChoice(path)
+
+
+def checkpoint_path(spec: str | os.PathLike, key: str, training: bool = False) -> str:
+    """The absolute path to read for a checkpoint setting: a file, or a run directory's newest
+    intact checkpoint; each newer file skipped on the way is named in a warning.
+
+    ``training``: the file must hold a whole training state (resuming) and is checked for damage;
+    otherwise only weights are needed, and a file is taken as given (the paper's ``.pth`` may be
+    any format torch reads; the model loader says what is wrong with it).
+
+    Raises:
+        CheckpointProblem: one line naming ``key``, the file or directory and the problem.
+    """
+    choice = resolve_checkpoint(spec, key) if training else weights_file(spec, key)
+    for line in choice.report():
+        log.warning("%s", line)
+    return str(choice.path.resolve())
