@@ -216,9 +216,7 @@ def build_tree(root: Path, work: Path) -> PublisherTree:
         path.write_text(out.getvalue())
 
     for name, kind in (("tapvid_davis", "davis"), ("tapvid_rgb_stacking", "rgb_stacking")):
-        pkl = tiny.write_tapvid_pickle(
-            work / f"{name}.pkl", kind, num_videos=2, num_frames=5, size=(24, 32)
-        )
+        pkl = tiny.write_tapvid_pickle(work / f"{name}.pkl", kind, num_videos=2, num_frames=5, size=(24, 32))
         tree.pickles[name] = pkl.read_bytes()
         _zip(root / "dm-tapnet" / f"{name}.zip",
              {f"{name}/{name}.pkl": tree.pickles[name], f"{name}/README.md": b"TAP-Vid test copy\n"})  # fmt: skip

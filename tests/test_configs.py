@@ -79,7 +79,9 @@ def test_experiment_files_state_only_what_differs(experiment):
     parents = [d for d in text.get("defaults", []) if isinstance(d, str) and d != "_self_"]
     groups = [d for d in text.get("defaults", []) if isinstance(d, dict)]
     base = compose_train(
-        [f"experiment={parents[0]}"] if parents else [f"{k.split()[-1].lstrip('/')}={v}" for d in groups for k, v in d.items()]
+        [f"experiment={parents[0]}"]
+        if parents
+        else [f"{k.split()[-1].lstrip('/')}={v}" for d in groups for k, v in d.items()]
     )
     base = OmegaConf.to_container(base, resolve=False)
 

@@ -13,9 +13,11 @@ from gmrw.data import tiny
 GMRW_DATA = Path(sys.executable).parent / "gmrw-data"
 
 
+# Every test here runs the installed console script in a subprocess.
+pytestmark = pytest.mark.slow
+
+
 def _run(*args: str) -> subprocess.CompletedProcess:
-    if not GMRW_DATA.exists():
-        pytest.skip(f"console script {GMRW_DATA} not installed")
     return subprocess.run(
         [str(GMRW_DATA), *args],
         capture_output=True,

@@ -13,6 +13,7 @@ from gmrw.data import tiny
 from gmrw.data.kubric import KubricPairs
 from gmrw.data.modules import ClipDataModule
 from gmrw.data.readers.movi_e import MoviEReader, decode_flows, find_version_dir
+from gmrw.data.tiny.movi_e import TINY_FORWARD_FLOW_RANGE, TINY_FORWARD_FLOW_ROWCOL
 from gmrw.video import write_video
 
 FRAMES, SIZE = 6, (32, 32)
@@ -131,8 +132,8 @@ def test_flows_decode_to_pixels_dx_dy(movi_root):
     ex = reader.example(0, ("forward_flow", "backward_flow", "metadata"))
     forward, backward = decode_flows(ex)
     assert forward.shape == (FRAMES, 2, *SIZE) and backward.shape == (FRAMES, 2, *SIZE)
-    d_row, d_col = tiny.TINY_FORWARD_FLOW_ROWCOL
-    step = (tiny.TINY_FORWARD_FLOW_RANGE[1] - tiny.TINY_FORWARD_FLOW_RANGE[0]) / 65535
+    d_row, d_col = TINY_FORWARD_FLOW_ROWCOL
+    step = (TINY_FORWARD_FLOW_RANGE[1] - TINY_FORWARD_FLOW_RANGE[0]) / 65535
     # The last frame has no next frame (and the first no previous one): Kubric leaves those flows zero.
     np.testing.assert_allclose(forward[:-1, 0], d_col, atol=step)  # dx
     np.testing.assert_allclose(forward[:-1, 1], d_row, atol=step)  # dy

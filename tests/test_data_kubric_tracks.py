@@ -7,12 +7,16 @@ true visibility of the surface points they follow.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+
 import numpy as np
 import pytest
 import torch
 
 from gmrw.data import tiny
-from gmrw.data.readers.movi_e import MoviEReader
+from gmrw.data.loaders import tapvid_loader
+from gmrw.data.modules import TapVidDataModule
 from gmrw.data.readers.kubric_tracks import (
     TRACK_FEATURES,
     allocate_tracks,
@@ -23,8 +27,7 @@ from gmrw.data.readers.kubric_tracks import (
     sample_kubric_tracks,
     unproject,
 )
-from gmrw.data.loaders import tapvid_loader
-from gmrw.data.modules import TapVidDataModule
+from gmrw.data.readers.movi_e import MoviEReader
 from gmrw.data.tapvid import TapVidDataset
 from gmrw.data.tiny.cuboids import sliding_cube_scene, yaw_pitch_quaternion
 
@@ -271,9 +274,13 @@ def _kubric_tracks(kubric, example, offsets, seed, num_points):
     return {k: out[k].numpy() for k in ("query_points", "target_points", "occluded")}
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec("kubric") is None,
+    reason="Kubric's own reader (pip install kubric-nightly, not a gmrw dependency) is not installed",
+)
 def test_matches_kubrics_own_code(movi_root):
     """Where Kubric's reader is installed: its TensorFlow code and ours, fed the same random draws."""
-    kubric = pytest.importorskip("kubric.challenges.point_tracking.dataset")
+    kubric = importlib.import_module("kubric.challenges.point_tracking.dataset")
     reader = MoviEReader(movi_root, "validation")
     for index in range(len(reader)):
         example = reader.example(index, TRACK_FEATURES)

@@ -10,10 +10,10 @@ import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
 
-from gmrw.data.queries import QUERY_STRIDE, tapvid_queries
-from gmrw.data.scenes import TextureBank
 from gmrw.data.modules import ClipDataModule
 from gmrw.data.photo_videos import PhotoTapVidDataset
+from gmrw.data.queries import QUERY_STRIDE, tapvid_queries
+from gmrw.data.scenes import TextureBank
 from gmrw.data.synthetic import SyntheticTapVidDataset, SyntheticTrainDataset, render_video
 from helpers import compose_train
 
@@ -158,7 +158,12 @@ def small_world(val_videos: int = 3, photo_videos: int = 1) -> ClipDataModule:
         batch_size=2,
         val_sets={
             "val": partial(
-                SyntheticTapVidDataset, num_videos=val_videos, num_frames=5, frame_size=32, num_points=6, texture_bank=4
+                SyntheticTapVidDataset,
+                num_videos=val_videos,
+                num_frames=5,
+                frame_size=32,
+                num_points=6,
+                texture_bank=4,
             ),
             "val_photos": partial(PhotoTapVidDataset, num_videos=photo_videos, num_frames=3),
         },
@@ -183,7 +188,9 @@ def test_datamodule_loaders_batch_the_contract_formats():
 
 
 def test_config_instantiates():
-    cfg = compose_train(["experiment=synthetic", "data.train_set.length=4", "data.train_set.texture_bank=2"]).data
+    cfg = compose_train(
+        ["experiment=synthetic", "data.train_set.length=4", "data.train_set.texture_bank=2"]
+    ).data
     dm = instantiate(cfg)
     assert isinstance(dm, ClipDataModule)
     dm.setup("fit")

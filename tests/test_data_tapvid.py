@@ -164,9 +164,7 @@ def _write_format(fmt: str, folder) -> str:
     if fmt == "tapvid_davis":
         return str(tiny.write_tapvid_pickle(folder / "tapvid_davis.pkl", "davis", num_videos=2))
     if fmt == "tapvid_rgb_stacking":
-        return str(
-            tiny.write_tapvid_pickle(folder / "tapvid_rgb_stacking.pkl", "rgb_stacking", num_videos=2)
-        )
+        return str(tiny.write_tapvid_pickle(folder / "tapvid_rgb_stacking.pkl", "rgb_stacking", num_videos=2))
     if fmt == "tapvid_kinetics":
         tiny.write_tapvid_pickle(folder / "shards" / "0000_of_0010.pkl", "kinetics", num_videos=2)
         return str(folder / "shards")
@@ -179,7 +177,13 @@ def _write_format(fmt: str, folder) -> str:
 # Kubric's queries are sampled with the data: query_mode does not apply to those formats.
 FORMATS_AND_QUERY_MODES = [
     (fmt, mode)
-    for fmt in ("tapvid_davis", "tapvid_rgb_stacking", "tapvid_kinetics", "tapvid_kubric", "tapvid_kubric_tsv")
+    for fmt in (
+        "tapvid_davis",
+        "tapvid_rgb_stacking",
+        "tapvid_kinetics",
+        "tapvid_kubric",
+        "tapvid_kubric_tsv",
+    )
     for mode in (("first",) if fmt.startswith("tapvid_kubric") else ("first", "strided"))
 ]
 

@@ -8,7 +8,6 @@ import pytest
 import torch
 
 import gmrw.models.matching as matching
-from gmrw.losses import walk_loss
 from gmrw.models import GMRW
 from gmrw.models.position import add_window_position, sine_position_code
 from gmrw.models.transformer import window_attention, window_layout
@@ -116,66 +115,6 @@ def test_unknown_flow_method_and_missing_window_raise(model):
         model.flow(images(1), images(1), method="weighted_argmax")
     with pytest.raises(ValueError):
         GMRW(flow_method="weighted_argmax")
-
-
-def clip(b: int = 1, size: int = 32):
-    frames = torch.stack([images(b, size, seed=s) for s in range(4)], dim=1)
-    affine = torch.tensor([[[0.9, 0.05, 0.1], [-0.05, 0.9, -0.1]]]).expand(b, 2, 3)
-    return frames, affine
-
-
-def test_walk_loss_encodes_three_frames_not_four():
-    torch.manual_seed(0)
-    model = GMRW()
-    batch_sizes = []
-    model.backbone.register_forward_hook(lambda m, inp, out: batch_sizes.append(inp[0].shape[0]))
-    out = walk_loss(model, *clip(b=2), smoothness_weight=0.5)
-    assert batch_sizes == [6]
-    assert set(out) >= {"loss", "cycle_loss", "accuracy", "smoothness_loss"}
-    assert all(v.dim() == 0 for v in out.values())
-    torch.testing.assert_close(out["loss"], out["cycle_loss"] + 0.5 * out["smoothness_loss"])
-
-
-def test_walk_loss_ignores_f2_prime():
-    torch.manual_seed(0)
-    model = GMRW()
-    frames, affine = clip()
-    a = walk_loss(model, frames, affine)["loss"]
-    frames[:, 2] = 0.0
-    torch.testing.assert_close(walk_loss(model, frames, affine)["loss"], a)
-
-
-def test_activation_checkpointing_gives_the_same_gradients():
-    frames, affine = clip()
-    grads = []
-    for flag in (False, True):
-        torch.manual_seed(0)
-        model = GMRW(activation_checkpointing=flag)
-        walk_loss(model, frames, affine, smoothness_weight=1.0)["loss"].backward()
-        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
-    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
-
-
-def test_bf16_autocast_walk_loss_is_close_to_fp32():
-    torch.manual_seed(0)
-    model = GMRW()
-    frames, affine = clip()
-    fp32 = walk_loss(model, frames, affine, 0.5)["loss"]
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        bf16 = walk_loss(model, frames, affine, 0.5)
-    bf16["loss"].backward()
-    assert bf16["loss"].dtype == torch.float32
-    assert abs(bf16["loss"].item() / fp32.item() - 1) < 0.03
-    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
-
-
-def test_windowed_training_transitions_are_used_when_configured():
-    torch.manual_seed(0)
-    frames, affine = clip()
-    plain = walk_loss(GMRW(), frames, affine)["cycle_loss"]
-    torch.manual_seed(0)
-    windowed = walk_loss(GMRW(flow_method="weighted_argmax", window=1.5), frames, affine)
-    assert torch.isfinite(windowed["cycle_loss"]) and windowed["cycle_loss"] != plain
 
 
 def test_weighted_argmax_window_is_strict():

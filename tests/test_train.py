@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from helpers import compose_train, run_console
 
 # A small network so that end-to-end runs take seconds on 2 cores; the default experiment's full
 # architecture is exercised by test_fast_dev_run_default.
+# The default run's keys, small (configs/data/synthetic.yaml).
 SMALL = [
     "model.net.feature_channels=32",
     "model.net.num_transformer_layers=2",
@@ -44,9 +46,17 @@ def _series(rows: list[dict], key: str) -> dict[int, float]:
     return {int(r["step"]): float(r[key]) for r in rows if r.get(key)}
 
 
+@pytest.mark.slow  # the paper's architecture at the default experiment's size: ~45 s on one busy core
 def test_fast_dev_run_default(tmp_path):
     cfg = compose_train(["debug=fast_dev_run", "logger=none", "data.num_workers=0"], tmp_path)
-    train(cfg)
+    summary = train(cfg)
+    # One training step and one validation batch per set, with finite numbers for both.
+    assert summary["status"] == "finished" and summary["steps"] == 1
+    for key in ("train/loss", "train/cycle_loss", "train/accuracy", "train/grad_norm"):
+        assert key in summary["last"] and math.isfinite(summary["last"][key]), key
+    assert summary["last"]["train/grad_norm"] > 0
+    for key in ("val/aj", "val_photos/aj"):
+        assert 0.0 <= summary["last"][key] <= 1.0, key
 
 
 @pytest.mark.slow
@@ -164,6 +174,7 @@ def test_ddp_sim_two_ranks(tmp_path):
     assert summary["steps"] == 3
 
 
+@pytest.mark.slow  # a console script in a subprocess
 def test_console_prints_composed_config(tmp_path):
     result = run_console("gmrw-train", ["experiment=kinetics", "--cfg", "job"], cwd=tmp_path)
     assert result.returncode == 0, result.stderr
@@ -171,6 +182,7 @@ def test_console_prints_composed_config(tmp_path):
     assert not (tmp_path / "runs").exists(), "--cfg job must not create a run directory"
 
 
+@pytest.mark.slow  # a console script in a subprocess
 def test_console_unknown_experiment_lists_choices(tmp_path):
     result = run_console("gmrw-train", ["experiment=kinetic"], cwd=tmp_path)
     assert result.returncode != 0
@@ -180,6 +192,7 @@ def test_console_unknown_experiment_lists_choices(tmp_path):
         assert name in message
 
 
+@pytest.mark.slow  # a console script in a subprocess
 def test_console_missing_init_checkpoint_is_explained(tmp_path):
     result = run_console(
         "gmrw-train", ["experiment=kinetics_finetune", "data.root=/nonexistent"], cwd=tmp_path

@@ -75,9 +75,7 @@ def kinetics_root(tmp_path_factory):
     files = tiny.write_tiny_kinetics(
         root, splits=("train",), videos_per_class=1, num_frames=30, size=(48, 64)
     )
-    davis = tiny.write_tapvid_pickle(
-        root.parent / "tapvid_davis.pkl", "davis", num_videos=2, size=(32, 32)
-    )
+    davis = tiny.write_tapvid_pickle(root.parent / "tapvid_davis.pkl", "davis", num_videos=2, size=(32, 32))
     return root, files, davis
 
 

@@ -117,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--checkpoint", help="the paper's .pth, a gmrw .ckpt or a run directory (default: random weights)"
     )
     model.add_argument(
-        "--mode", choices=TRACKING_MODES, help="chained or direct tracking (default: the checkpoint's setting)"
+        "--mode",
+        choices=TRACKING_MODES,
+        help="chained or direct tracking (default: the checkpoint's setting)",
     )
     model.add_argument(
         "--upsample",

@@ -94,7 +94,9 @@ class TapVidDataset(Dataset):
                 else [str(self.path)]
             )
             if not shards:
-                raise FileNotFoundError(f"no *_of_0010.pkl shards in {self.path}: {expected_layout(self.format)}")
+                raise FileNotFoundError(
+                    f"no *_of_0010.pkl shards in {self.path}: {expected_layout(self.format)}"
+                )
             index = []
             for shard in shards:
                 data = load_pickle(shard)

@@ -71,7 +71,8 @@ class TapVidEvaluation(pl.LightningModule):
         if len(videos) != len(rows["id"]):
             raise RuntimeError(f"gathered {len(rows['id'])} score rows for {len(videos)} videos")
         per_video = [
-            {**video, **{name: _number(rows[name][k]) for name in METRIC_NAMES}} for k, video in enumerate(videos)
+            {**video, **{name: _number(rows[name][k]) for name in METRIC_NAMES}}
+            for k, video in enumerate(videos)
         ]
         per_video.sort(key=lambda r: r["name"])
         means = {name: _number(rows[name].nanmean()) if per_video else None for name in METRIC_NAMES}

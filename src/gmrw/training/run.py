@@ -203,5 +203,3 @@ def train(cfg: DictConfig) -> dict:
         log.info("summary: %s", summary_path)
         return summary
     return {}
-
-

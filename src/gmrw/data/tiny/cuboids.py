@@ -242,7 +242,9 @@ class CuboidScene:
         return bool(hit["segment"][0] == segment and abs(hit["distance"][0] - dist) < tolerance)
 
 
-def sliding_cube_scene(num_frames: int, height: int, width: int, seed: int = 0, pitch: float = 0.3) -> CuboidScene:
+def sliding_cube_scene(
+    num_frames: int, height: int, width: int, seed: int = 0, pitch: float = 0.3
+) -> CuboidScene:
     """A camera about 10 units above the ground, tilted by ``pitch`` and turned by a seeded yaw,
     drifting slowly; a static box, and a box that slides across the whole view while turning about
     z, passing over the ground (so ground points are covered, then uncovered) and leaving the image."""

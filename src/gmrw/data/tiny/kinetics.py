@@ -36,7 +36,9 @@ def write_tiny_kinetics(
             for v in range(videos_per_class):
                 n = num_frames if v % 2 == 0 else max(2, num_frames // 3)
                 frames = textured_video(n, size[0], size[1], seed=seed + k)
-                good.append(write_video(root / split / cls / f"vid{ci}{v:02d}_000000_000010.mp4", frames, fps))
+                good.append(
+                    write_video(root / split / cls / f"vid{ci}{v:02d}_000000_000010.mp4", frames, fps)
+                )
                 k += 1
     if bad_files and splits:
         first = root / splits[0] / classes[0]
