@@ -102,7 +102,7 @@ def test_short_training_run_writes_track_videos(tmp_path):
 
     decord = import_decord()
 
-    from gmrw.cli.train import train
+    from gmrw.training.run import train
     from helpers import compose_train
 
     overrides = [

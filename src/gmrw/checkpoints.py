@@ -1,6 +1,6 @@
 """Which checkpoint file to read: check files for damage, pick a run directory's newest intact one.
 
-:func:`checkpoint_path` is the one resolver every entry point uses: resuming (``ckpt_path``),
+:func:`choose_checkpoint` is the one resolver every entry point uses: resuming (``ckpt_path``),
 evaluating (``model.checkpoint``) and tracking (``--checkpoint``, ``gmrw.Predictor``).
 
 A training run directory holds Lightning checkpoints in ``checkpoints/`` (``step=NNNNNNN.ckpt``,
@@ -239,9 +239,9 @@ def weights_file(spec: str | os.PathLike, key: str) -> CheckpointChoice:
     return CheckpointChoice(path)
 
 
-def checkpoint_path(spec: str | os.PathLike, key: str, training: bool = False) -> str:
-    """The absolute path to read for a checkpoint setting: a file, or a run directory's newest
-    intact checkpoint; each newer file skipped on the way is named in a warning.
+def choose_checkpoint(spec: str | os.PathLike, key: str, training: bool = False) -> CheckpointChoice:
+    """The checkpoint to read for a setting: a file, or a run directory's newest intact
+    checkpoint; each newer file skipped on the way is named in a warning.
 
     ``training``: the file must hold a whole training state (resuming) and is checked for damage;
     otherwise only weights are needed, and a file is taken as given (the paper's ``.pth`` may be
@@ -253,4 +253,4 @@ def checkpoint_path(spec: str | os.PathLike, key: str, training: bool = False) -
     choice = resolve_checkpoint(spec, key) if training else weights_file(spec, key)
     for line in choice.report():
         log.warning("%s", line)
-    return str(choice.path.resolve())
+    return choice

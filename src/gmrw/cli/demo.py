@@ -80,43 +80,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def serve(args: argparse.Namespace, workdir: Path) -> int:
-    try:
-        import gradio  # noqa: F401
-    except ImportError:
-        print('gmrw-demo: error: Gradio is not installed; pip install -e ".[demo]"', file=sys.stderr)
-        return 1
-    from gmrw.demo.app import build_app
-    from gmrw.demo.backend import DemoBackend, Limits, example_video
+    from gmrw.demo.server import launch
 
-    limits = Limits(args.max_upload_mb, args.max_frames, args.max_side)
-    backend = DemoBackend(checkpoint_choices(args.checkpoint), workdir, limits, args.device)
     try:
-        for name in backend.checkpoints:  # load each now: a bad checkpoint stops here, not in the page
-            backend.predictor(name)
-    except ValueError as error:
-        print(f"gmrw-demo: error: {error}", file=sys.stderr)
-        return 1
-    example = None if args.no_example else example_video(workdir / "example")
-    if args.host not in ("127.0.0.1", "localhost", "::1"):
-        log.warning("listening on %s: anyone who can reach this address can use the demo", args.host)
-    app = build_app(backend, example)
-    app.queue(default_concurrency_limit=1)
-    print(f"gmrw-demo: http://{args.host}:{args.port} (Ctrl+C to stop); files go to {workdir}", flush=True)
-    try:
-        app.launch(
-            server_name=args.host,
-            server_port=args.port,
-            share=False,
-            max_file_size=int(args.max_upload_mb * 2**20),
-            allowed_paths=[str(workdir)],
-            footer_links=[],
-            show_error=False,
-            inbrowser=False,
-            ssr_mode=False,
-            quiet=True,
+        launch(
+            checkpoint_choices(args.checkpoint),
+            workdir,
+            limits=(args.max_upload_mb, args.max_frames, args.max_side),
+            device=args.device,
+            host=args.host,
+            port=args.port,
+            example=not args.no_example,
+            ready=lambda: print(
+                f"gmrw-demo: http://{args.host}:{args.port} (Ctrl+C to stop); files go to {workdir}",
+                flush=True,
+            ),
         )
-    except OSError as error:  # the port is taken, or the address is not this machine's
-        print(f"gmrw-demo: error: cannot listen on {args.host}:{args.port}: {error}", file=sys.stderr)
+    except ValueError as error:  # Gradio missing, a bad checkpoint, a port that is taken
+        print(f"gmrw-demo: error: {error}", file=sys.stderr)
         return 1
     return 0
 

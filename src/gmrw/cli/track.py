@@ -6,8 +6,8 @@
     gmrw-track clip.mp4 --checkpoint kubric_73k.pth --dense 4          # every 4th pixel of frame 0
     gmrw-track clip.mp4 --checkpoint kubric_73k.pth --grid 10 --online # frame by frame, as a stream
 
-Argument parsing around :class:`gmrw.Predictor` (which owns decoding, resizing, the model and
-coordinates) and the track drawing of :mod:`gmrw.tracking.outputs`. Writes
+Argument parsing and printing around :class:`gmrw.Predictor` (which owns decoding, resizing, the
+model and coordinates) and :func:`gmrw.tracking.files.track_to_files` (tracking and writing). Writes
 ``<out>/<stem>.tracks.npz`` (``tracks`` (N, T, 2) as (x, y) pixels of the original video,
 ``occluded`` (N, T) bool, ``queries`` (N, 3) as (t, y, x) original pixels — the TAP-Vid order —,
 ``size`` (H, W), ``fps``) and ``<out>/<stem>.tracks.mp4``; with ``--dense``, ``<stem>.dense.npz``
@@ -23,13 +23,11 @@ import math
 import os
 import statistics
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from gmrw.tracking import (
     DEFAULT_SHORT_SIDE,
@@ -39,7 +37,7 @@ from gmrw.tracking import (
     Predictor,
     dense_queries,
 )
-from gmrw.tracking.outputs import save_dense, save_tracks, write_dense_video, write_tracks_video
+from gmrw.tracking.files import TrackedFile, track_to_files
 
 log = logging.getLogger("gmrw.track")
 
@@ -205,24 +203,7 @@ def user_queries(args: argparse.Namespace, predictor: Predictor, source: FrameSo
     )
 
 
-def track_online(
-    predictor: Predictor, source: FrameSource, queries: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor, list]:
-    """Feed the video to an online session frame by frame: (N, T, 2) tracks (NaN before each
-    query's frame), (N, T) occluded, and the seconds each step took."""
-    session = predictor.online()
-    session.add_queries(queries)
-    positions, occluded, seconds = [], [], []
-    for frame in tqdm(source.original_frames(), total=source.num_frames, desc="gmrw online", unit="frame"):
-        start = time.perf_counter()
-        xy, occ = session.step(frame)
-        seconds.append(time.perf_counter() - start)
-        positions.append(xy)
-        occluded.append(occ)
-    return torch.stack(positions, dim=1), torch.stack(occluded, dim=1), seconds
-
-
-def run(args: argparse.Namespace) -> dict:
+def run(args: argparse.Namespace) -> TrackedFile:
     """Track as ``args`` say; returns what was written. Raises ValueError (TrackInputError for
     bad arguments) for input that cannot be tracked."""
     check_args(args)
@@ -249,12 +230,6 @@ def run(args: argparse.Namespace) -> dict:
         queries = user_queries(args, predictor, source)
     if len(queries) == 0:
         raise TrackInputError("no query points: give --grid N, --points FILE or --query t,x,y")
-
-    out_dir = Path(args.out)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    stem = args.name or Path(args.video).stem
-    kind = "dense" if args.dense is not None else "tracks"
-    npz_path, mp4_path = out_dir / f"{stem}.{kind}.npz", out_dir / f"{stem}.{kind}.mp4"
     height, width = source.original_size
     options = predictor.options
     log.info(
@@ -271,34 +246,17 @@ def run(args: argparse.Namespace) -> dict:
         options.mode,
         predictor.device,
     )
-    start = time.perf_counter()
-    step_seconds = None
-    if args.online:
-        tracks, occluded, step_seconds = track_online(predictor, source, queries)
-    elif args.dense is not None:
-        tracks, occluded = predictor(source, dense=args.dense, grid_query_frame=args.grid_frame)
-    else:
-        tracks, occluded = predictor(source, queries=queries)
-    seconds = time.perf_counter() - start
-
-    if not args.no_video:
-        frames = tqdm(source.original_frames(), total=source.num_frames, desc="drawing", unit="frame")
-        if args.dense is not None:
-            write_dense_video(mp4_path, frames, tracks, occluded, queries, args.dense, source.fps)
-        else:
-            write_tracks_video(mp4_path, frames, tracks, occluded, source.fps, trail=args.trail)
-    if args.dense is not None:
-        save_dense(npz_path, tracks, occluded, queries, args.dense, source.original_size, source.fps)
-    else:
-        save_tracks(npz_path, tracks, occluded, queries, source.original_size, source.fps)
-    return {
-        "npz": str(npz_path),
-        "mp4": None if args.no_video else str(mp4_path),
-        "points": len(queries),
-        "frames": source.num_frames,
-        "seconds": seconds,
-        "step_seconds": step_seconds,
-    }
+    return track_to_files(
+        predictor,
+        source,
+        queries,
+        args.out,
+        args.name or Path(args.video).stem,
+        dense=args.dense,
+        online=args.online,
+        trail=args.trail,
+        draw=not args.no_video,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -309,16 +267,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as error:
         print(f"gmrw-track: error: {error}", file=sys.stderr)
         return 1
-    print(f"tracked {result['points']} points over {result['frames']} frames in {result['seconds']:.1f} s")
-    if result["step_seconds"]:
-        steps = result["step_seconds"]
+    print(f"tracked {result.points} points over {result.frames} frames in {result.seconds:.1f} s")
+    if result.step_seconds:
+        steps = result.step_seconds
         print(
             f"online: {1000 * statistics.median(steps):.0f} ms per frame (median; first "
             f"{1000 * steps[0]:.0f} ms, slowest {1000 * max(steps):.0f} ms)"
         )
-    print(f"tracks: {result['npz']}")
-    if result["mp4"]:
-        print(f"video:  {result['mp4']}")
+    print(f"tracks: {result.npz}")
+    if result.mp4:
+        print(f"video:  {result.mp4}")
     return 0
 
 

@@ -44,6 +44,15 @@ class CycleClip:
     frames: torch.Tensor
     affine_b2f: torch.Tensor
 
+    def sample(self, index: int) -> dict[str, torch.Tensor]:
+        """The training sample of docs/CONTRACTS.md: ``frames`` float32, ``affine_b2f``, and
+        ``index`` (int64), the dataset index it was made for."""
+        return {
+            "frames": self.frames.float(),
+            "affine_b2f": self.affine_b2f,
+            "index": torch.tensor(index, dtype=torch.int64),
+        }
+
 
 class CycleCropper:
     """Turns a frame pair into a cycle clip and its crop affine.

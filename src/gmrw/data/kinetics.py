@@ -133,11 +133,7 @@ class KineticsPairs(Dataset):
                 continue
             pair = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
             clip = self.cropper(pair, generator_seed=mix_seeds(sample_seed, 2))
-            return {
-                "frames": clip.frames,
-                "affine_b2f": clip.affine_b2f,
-                "index": torch.tensor(index, dtype=torch.int64),
-            }
+            return clip.sample(index)
         raise RuntimeError(
             f"{self.max_retries + 1} videos in a row were unreadable for sample {index} "
             f"(last: {last_error}); is {self.root / self.split} a valid Kinetics folder?"

@@ -57,11 +57,7 @@ class KubricPairs(Dataset):
         frames, _ = self.reader.video_frames(index, lambda n: self.pick_frames(n, rng))  # (2, H, W, 3)
         pair = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
         clip = self.cropper(pair, generator_seed=mix_seeds(sample_seed, 2))
-        return {
-            "frames": clip.frames,
-            "affine_b2f": clip.affine_b2f,
-            "index": torch.tensor(index, dtype=torch.int64),
-        }
+        return clip.sample(index)
 
     def video_with_flows(self, index: int) -> dict[str, Any]:
         """Whole video ``index`` with decoded ground-truth flows, for diagnostics:

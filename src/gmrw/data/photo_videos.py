@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from gmrw.data.queries import tapvid_queries
+from gmrw.data.queries import SceneVideo, scene_ground_truth
 from gmrw.data.scenes.scene import Layer, Scene, render, sample_points, to_uint8
 from gmrw.data.scenes.world import WorldMotion, jpeg, sample_camera, sample_object_motion, sample_shape
 
@@ -81,17 +81,10 @@ def load_photos() -> dict[str, torch.Tensor]:
 
 
 @dataclass(frozen=True)
-class PhotoVideo:
-    """A rendered video with exact ground truth: video ``(T, H, W, 3)`` uint8; query_points
-    ``(N, 3)`` (t, y, x); target_points ``(N, T, 2)`` (x, y); occluded ``(N, T)`` bool; point_layers
-    ``(N,)`` (0 = background); the scene; the background photo's name."""
+class PhotoVideo(SceneVideo):
+    """A benchmark video with exact ground truth (:class:`~gmrw.data.queries.SceneVideo`);
+    background: the background photo's name."""
 
-    video: torch.Tensor
-    query_points: torch.Tensor
-    target_points: torch.Tensor
-    occluded: torch.Tensor
-    point_layers: torch.Tensor
-    scene: Scene
     background: str
 
 
@@ -158,17 +151,8 @@ def photo_video(
     if jpeg_quality < 100:
         frames = torch.stack([jpeg(frame, jpeg_quality) for frame in frames])
     layers, uv = sample_points(scene, rng, num_points, times, object_fraction=0.5, margin=2.0)
-    tracks, occluded = scene.tracks(layers, uv, times)
-    queries, chosen = tapvid_queries(tracks, occluded, query_mode)
-    return PhotoVideo(
-        video=to_uint8(frames),
-        query_points=torch.from_numpy(queries).float(),
-        target_points=torch.from_numpy(tracks[chosen]).float(),
-        occluded=torch.from_numpy(occluded[chosen]),
-        point_layers=torch.from_numpy(layers[chosen]),
-        scene=scene,
-        background=background,
-    )
+    truth = scene_ground_truth(scene, layers, uv, times, query_mode)
+    return PhotoVideo(video=to_uint8(frames), scene=scene, background=background, **truth)
 
 
 class PhotoTapVidDataset(Dataset):
@@ -198,13 +182,7 @@ class PhotoTapVidDataset(Dataset):
         if not 0 <= index < self.num_videos:
             raise IndexError(f"index {index} out of range for {self.num_videos} videos")
         video = self.video(index)
-        return {
-            "video": video.video,
-            "query_points": video.query_points,
-            "target_points": video.target_points,
-            "occluded": video.occluded,
-            "name": f"photos_{self.seed}_{index:03d}_{video.background}",
-        }
+        return video.example(f"photos_{self.seed}_{index:03d}_{video.background}")
 
 
 def write_tapvid_pickle(

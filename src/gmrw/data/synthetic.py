@@ -26,9 +26,8 @@ from torch.utils.data import Dataset
 from gmrw.choices import QUERY_MODES, check_choice
 from gmrw.data.crops import CycleCropper
 from gmrw.data.loaders import split_key
-from gmrw.data.queries import tapvid_queries
+from gmrw.data.queries import SceneVideo, scene_ground_truth
 from gmrw.data.scenes import (
-    Scene,
     TextureBank,
     WorldMotion,
     degrade,
@@ -74,21 +73,10 @@ def _gap_range(frame_gap: int | Sequence[int]) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
-class SyntheticVideo:
-    """A rendered world video with exact ground truth.
+class SyntheticVideo(SceneVideo):
+    """A rendered world video with exact ground truth (:class:`~gmrw.data.queries.SceneVideo`);
+    clean: the frames before the camera's faults ``(T, 3, H, W)`` float32."""
 
-    video ``(T, H, W, 3)`` uint8; query_points ``(N, 3)`` float32 (t, y, x); target_points
-    ``(N, T, 2)`` float32 (x, y); occluded ``(N, T)`` bool; point_layers ``(N,)`` int64 (0 =
-    background, higher = object in z-order); scene: the :class:`~gmrw.data.scenes.Scene`; clean:
-    the frames before the camera's faults ``(T, 3, H, W)`` float32.
-    """
-
-    video: torch.Tensor
-    query_points: torch.Tensor
-    target_points: torch.Tensor
-    occluded: torch.Tensor
-    point_layers: torch.Tensor
-    scene: Scene
     clean: torch.Tensor
 
 
@@ -114,17 +102,8 @@ def render_video(
         clean = render(scene, times)
         video = to_uint8(degrade(clean, rng, degrade_strength))
     layers, uv = sample_points(scene, rng, num_points, times)
-    tracks, occluded = scene.tracks(layers, uv, times)
-    queries, index = tapvid_queries(tracks, occluded, query_mode)
-    return SyntheticVideo(
-        video=video,
-        query_points=torch.from_numpy(queries).float(),
-        target_points=torch.from_numpy(tracks[index]).float(),
-        occluded=torch.from_numpy(occluded[index]),
-        point_layers=torch.from_numpy(layers[index]),
-        scene=scene,
-        clean=clean,
-    )
+    truth = scene_ground_truth(scene, layers, uv, times, query_mode)
+    return SyntheticVideo(video=video, scene=scene, clean=clean, **truth)
 
 
 class SyntheticTrainDataset(Dataset):
@@ -187,11 +166,7 @@ class SyntheticTrainDataset(Dataset):
             raise IndexError(f"index {index} out of range for {self.length} videos")
         with _single_threaded():
             clip = self.cropper(self.pair(index), generator_seed=sample_seed)
-        return {
-            "frames": clip.frames.float(),
-            "affine_b2f": clip.affine_b2f,
-            "index": torch.tensor(index, dtype=torch.int64),
-        }
+        return clip.sample(index)
 
 
 class SyntheticTapVidDataset(Dataset):
@@ -251,11 +226,4 @@ class SyntheticTapVidDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.num_videos:
             raise IndexError(f"index {index} out of range for {self.num_videos} videos")
-        video = self.video(index)
-        return {
-            "video": video.video,
-            "query_points": video.query_points,
-            "target_points": video.target_points,
-            "occluded": video.occluded,
-            "name": f"synthetic_{self.seed}_{index:04d}",
-        }
+        return self.video(index).example(f"synthetic_{self.seed}_{index:04d}")

@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gmrw import __version__
-from gmrw.checkpoints import checkpoint_path
+from gmrw.checkpoints import choose_checkpoint
 from gmrw.choices import FIRST_MODE_RULES, QUERY_MODES, ConfigError, check_choice
 from gmrw.evaluation.module import TapVidEvaluation
 from gmrw.models import CheckpointError, flush_denormals, load_model
@@ -125,7 +125,7 @@ def evaluate(cfg: DictConfig) -> dict:
 
     checkpoint = None
     if cfg.model.checkpoint is not None:
-        checkpoint = checkpoint_path(str(cfg.model.checkpoint), "model.checkpoint")
+        checkpoint = str(choose_checkpoint(str(cfg.model.checkpoint), "model.checkpoint").path.resolve())
     model = load_eval_model(cfg, checkpoint)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("test")  # reads the dataset's index now: a wrong path fails before the trainer starts

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gmrw.checkpoints import checkpoint_path
+from gmrw.checkpoints import choose_checkpoint
 from gmrw.models import CheckpointError, load_model
 from gmrw.models import flush_denormals as flush
 from gmrw.tracking.api import check_queries, grid_queries, run_tracking
@@ -63,7 +63,7 @@ def load_tracker(checkpoint: str | os.PathLike | torch.nn.Module | None, device:
     if checkpoint is None:
         log.warning("no checkpoint given: the model has random weights and its tracks are meaningless")
         return load_model(None).to(device)
-    path = checkpoint_path(checkpoint, "checkpoint")
+    path = choose_checkpoint(checkpoint, "checkpoint").path
     try:
         return load_model(path).to(device)
     except CheckpointError as exc:

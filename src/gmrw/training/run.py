@@ -27,7 +27,7 @@ from gmrw.callbacks.summary import RunSummary
 from gmrw.checkpoints import (
     CheckpointChoice,
     CheckpointProblem,
-    checkpoint_path,
+    choose_checkpoint,
     newest_intact_checkpoint,
     unfinished_write_note,
     unfinished_writes,
@@ -46,9 +46,7 @@ class TrainingStopped(Exception):
         self.exit_code = exit_code
 
 
-def _report(choice: CheckpointChoice) -> str:
-    for line in choice.report():
-        log.warning("%s", line)
+def _describe(choice: CheckpointChoice) -> str:
     step = f" (step {choice.step})" if choice.step is not None else ""
     return f"{choice.path.resolve()}{step}"
 
@@ -60,9 +58,9 @@ def resolve_ckpt_path(ckpt_path: str | None) -> str | None:
     """
     if not ckpt_path:
         return None
-    path = checkpoint_path(str(ckpt_path), "ckpt_path", training=True)
-    log.info("resuming from %s", path)
-    return path
+    choice = choose_checkpoint(str(ckpt_path), "ckpt_path", training=True)
+    log.info("resuming from %s", _describe(choice))
+    return str(choice.path.resolve())
 
 
 def resume_path(cfg: DictConfig, output_dir: Path) -> str | None:
@@ -83,7 +81,9 @@ def resume_path(cfg: DictConfig, output_dir: Path) -> str | None:
                 log.warning("%s", unfinished_write_note(leftover))
         else:
             note = f" instead of ckpt_path={cfg.ckpt_path}" if cfg.get("ckpt_path") else ""
-            log.info("this run directory already holds checkpoints: resuming from %s%s", _report(own), note)
+            for line in own.report():
+                log.warning("%s", line)
+            log.info("this run directory already holds checkpoints: resuming from %s%s", _describe(own), note)
             # Lightning warns about writing into a folder with checkpoints: here that is the point.
             warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not empty")
             return str(own.path.resolve())
