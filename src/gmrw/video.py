@@ -54,17 +54,6 @@ def pair_indices(num_frames: int, frame_gap: int, rng: np.random.Generator) -> t
     return first, first + frame_gap
 
 
-def count_frames(path: str) -> int:
-    """Number of frames decord reports (opens the container; decodes nothing)."""
-    decord = import_decord()
-
-    try:
-        reader = decord.VideoReader(path, num_threads=1)
-    except Exception as exc:  # decord raises DECORDError, a plain Exception
-        raise BadVideoError(f"cannot open {path}: {exc}") from exc
-    return len(reader)
-
-
 def read_frames(
     path: str,
     indices: Sequence[int] | None = None,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from gmrw.data.check import FORMATS
+from gmrw.choices import DATASET_FORMATS
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -34,13 +34,13 @@ def _parser() -> argparse.ArgumentParser:
         "path",
         help="dataset root (kinetics; kubric and tapvid_kubric: the TFDS data_dir), or a pickle / shard folder / tsv",
     )
-    check.add_argument("--format", required=True, choices=FORMATS)
+    check.add_argument("--format", required=True, choices=DATASET_FORMATS)
     check.add_argument("--limit", type=int, default=None, help="check at most N items per split")
     check.add_argument("--quick", action="store_true", help="open files only; do not decode frames")
     check.add_argument("--strict", action="store_true", help="exit 1 when any bad file is found")
     tiny = sub.add_parser("tiny", help="write a tiny dataset in the real format")
     tiny.add_argument("path")
-    tiny.add_argument("--format", required=True, choices=FORMATS)
+    tiny.add_argument("--format", required=True, choices=DATASET_FORMATS)
     _add_download(sub)
     photos = sub.add_parser("photos", help="write the real-photo tracking benchmark as a tapvid_davis pickle")
     photos.add_argument("path", help="output .pkl file")

@@ -13,15 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-FORMATS = (
-    "kubric",
-    "kinetics",
-    "tapvid_davis",
-    "tapvid_rgb_stacking",
-    "tapvid_kinetics",
-    "tapvid_kubric",
-    "tapvid_kubric_tsv",
-)
+from gmrw.choices import DATASET_FORMATS, check_choice
 
 
 @dataclasses.dataclass
@@ -220,8 +212,7 @@ def check_tapvid(path: str, format: str, limit: int | None = None, quick: bool =
 
 
 def check_dataset(path: str, format: str, limit: int | None = None, quick: bool = False) -> CheckReport:
-    if format not in FORMATS:
-        raise ValueError(f"unknown format {format!r}; choose one of {list(FORMATS)}")
+    check_choice(format, DATASET_FORMATS, "dataset format")
     if not Path(path).exists():
         report = CheckReport(format, path)
         report.errors.append(f"{path} does not exist")

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from kornia.geometry.conversions import normalize_homography
 
+from gmrw.choices import check_choice
 from gmrw.data.sizes import image_size
 
 # Scale range of the second crop and how far its aspect ratio may stray from img_size2's,
@@ -64,10 +65,7 @@ class CycleCropper:
     """
 
     def __init__(self, img_size1, img_size2, setting: str = "setting2"):
-        if setting not in AUG_SETTINGS:
-            raise ValueError(
-                f"unknown augmentation setting {setting!r}; choose one of {sorted(AUG_SETTINGS)}"
-            )
+        check_choice(setting, AUG_SETTINGS, "augmentation setting")
         self.size1 = image_size(img_size1)
         self.size2 = image_size(img_size2)
         self.setting = setting

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import Dataset
 
-from gmrw.choices import QUERY_MODES, check_choice
+from gmrw.choices import QUERY_MODES, TAPVID_FORMATS, check_choice
 from gmrw.data.readers.kubric_tracks import TRACK_FEATURES, sample_kubric_tracks
 from gmrw.data.readers.movi_e import MoviEReader
 from gmrw.data.readers.tapvid import (
@@ -39,14 +39,12 @@ from gmrw.data.readers.tapvid import (
     tsv_row_offsets,
 )
 
-FORMATS = ("tapvid_davis", "tapvid_rgb_stacking", "tapvid_kinetics", "tapvid_kubric", "tapvid_kubric_tsv")
-
 
 class TapVidDataset(Dataset):
     """One TAP-Vid benchmark; item ``i`` is video ``i`` as the contract's example dict.
 
     Args:
-        format: one of :data:`FORMATS`.
+        format: one of :data:`gmrw.choices.TAPVID_FORMATS`.
         path: the pickle / shard folder / tsv file.
         query_mode: ``first`` or ``strided``.
         resolution: (H, W) the video is resized to (None keeps it); 256×256 in the benchmarks.
@@ -66,7 +64,7 @@ class TapVidDataset(Dataset):
         seed: int = 0,
         split: str = "validation",
     ):
-        check_choice(format, FORMATS, "TAP-Vid format")
+        check_choice(format, TAPVID_FORMATS, "TAP-Vid format")
         check_choice(query_mode, QUERY_MODES, "query mode")
         self.format = format
         self.path = Path(path)
