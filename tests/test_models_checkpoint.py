@@ -61,6 +61,36 @@ def test_lightning_checkpoint_roundtrip(tmp_path):
     assert load_model(path, smoothness_loss=True).smoothness_loss is True  # kwargs override
 
 
+def test_checkpoints_of_earlier_versions_still_load(tmp_path):
+    """Earlier checkpoints' ``net`` carries GMFlow's ``upsample_factor`` (never used by GMRW) and
+    older ones kept the tracking options among the validation settings."""
+    from gmrw.training.module import GMRWLitModule
+
+    small = {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2}
+    torch.manual_seed(2)
+    source = GMRW(**small)
+    hparams = {
+        "net": {**small, "upsample_factor": 8},
+        "optimizer": {"lr": 1e-4, "weight_decay": 1e-4},
+        "smoothness_curriculum": {},
+        "validation": {"query_mode": "strided", "mode": "direct", "upsample_factor": 2},
+        "init_from": None,
+    }
+    path = tmp_path / "old.ckpt"
+    torch.save(
+        {
+            "state_dict": {f"model.{k}": v for k, v in source.state_dict().items()},
+            "hyper_parameters": hparams,
+        },
+        path,
+    )
+    model = load_model(path)
+    assert same_weights(model, source.state_dict())
+    assert model.tracking_defaults == {"mode": "direct", "upsample_factor": 2}
+    module = GMRWLitModule(**hparams)  # what Lightning's load_from_checkpoint does with them
+    assert "upsample_factor" not in module.hparams["net"] and module.model.feature_channels == 32
+
+
 def test_garbage_file_gives_a_clear_error(tmp_path):
     path = tmp_path / "weights.pth"
     path.write_bytes(b"not a checkpoint at all" * 10)

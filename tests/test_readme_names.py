@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-NAMES = sorted(set(re.findall(r"\bgmrw(?:\.[A-Za-z_]\w*)+", README.read_text())))
+NAMES = sorted(set(re.findall(r"(?<![/\w.])gmrw(?:\.[A-Za-z_]\w*)+", README.read_text())))
 
 
 def resolve(dotted: str) -> object:
