@@ -1,0 +1,1 @@
+"""Pictures: flow fields as colours, point tracks drawn on frames."""
