@@ -20,7 +20,13 @@ QUERY_MODES = ("first", "strided")
 #: Which frames ``first`` mode scores: today's tapnet rule, or the paper's copy of the old one.
 FIRST_MODE_RULES = ("tapnet", "reference_2022")
 #: TAP-Vid benchmark file formats (:class:`gmrw.data.tapvid.TapVidDataset`).
-TAPVID_FORMATS = ("tapvid_davis", "tapvid_rgb_stacking", "tapvid_kinetics", "tapvid_kubric", "tapvid_kubric_tsv")
+TAPVID_FORMATS = (
+    "tapvid_davis",
+    "tapvid_rgb_stacking",
+    "tapvid_kinetics",
+    "tapvid_kubric",
+    "tapvid_kubric_tsv",
+)
 #: Every dataset format ``gmrw-data check`` / ``tiny`` know: the training sets and the TAP-Vid ones.
 DATASET_FORMATS = ("kubric", "kinetics", *TAPVID_FORMATS)
 #: The learning rate after warm-up: constant (the paper's), or a cosine to 0 at the last step.
