@@ -2,6 +2,8 @@
 
     python benchmarks/bench_model.py --size 256 --reference /tmp/gmrw_ref
     python benchmarks/bench_model.py --size 128 --repeats 2        # quick, ours only
+    python benchmarks/bench_model.py --size 256 --compile --configs ours-step-fp32 ours-step-bf16
+                                                          # ours with torch.compile (vs a run without)
 
 Every configuration runs in a fresh subprocess so its peak RSS (VmHWM) is its own;
 "step peak" is the peak over the warm-up and timed steps minus the RSS just before the first
@@ -12,6 +14,10 @@ state dict, since the key names are identical) and the same inputs.
 The reference is imported at run time from ``--reference`` (a checkout of ayshrv/gmrw, e.g.
 ``git -C <mirror> archive HEAD models utils | tar -x -C /tmp/gmrw_ref``); its optional
 imports (flash_attn, wandb, dominate) are replaced by empty stub modules in that process.
+
+``--compile`` compiles our network (:func:`gmrw.models.compile_network`) before the warm-up; the
+warm-up's time, which includes compiling, is reported below the table. Compare with a run
+without ``--compile`` in the same session (FLOPs are counted eagerly either way).
 """
 
 from __future__ import annotations
@@ -55,8 +61,8 @@ def stub_reference_imports() -> None:
         sys.modules[name] = module
 
 
-def reference_model(path: str, weights):
-    """The paper's GMRW with its fixture configuration, our weights loaded strictly."""
+def reference_model(path: str, weights, device: str = "cpu"):
+    """The paper's GMRW with its fixture configuration, our weights loaded strictly, on ``device``."""
     import torch
 
     stub_reference_imports()
@@ -68,7 +74,7 @@ def reference_model(path: str, weights):
         temp=0,
         compute_flow_method="weighted_sum",
         window_threshold=5,
-        device=torch.device("cpu"),
+        device=torch.device(device),
         img2feature_downsample=4,
         smoothness_loss=True,
         smoothness_edge_constant=150.0,
@@ -86,7 +92,7 @@ def reference_model(path: str, weights):
         norm=True,
     )
     model.load_state_dict(weights, strict=True)
-    return model
+    return model.to(device)
 
 
 def inputs(size: int):
@@ -102,7 +108,7 @@ def inputs(size: int):
     return frames[None], affine
 
 
-def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
+def worker(config: str, size: int, repeats: int, reference: str | None, compile: bool = False) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
@@ -119,6 +125,10 @@ def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
     if config.startswith("ref"):
         model = reference_model(reference, ours.state_dict())
         del ours
+    elif compile:
+        from gmrw.models import compile_network
+
+        compile_network(ours)
     frames, affine = inputs(size)
     autocast = (
         (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if "bf16" in config else contextlib.nullcontext
@@ -157,7 +167,9 @@ def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
             return flow.abs().mean().item()
 
     baseline = rss_bytes()
+    start = time.perf_counter()
     value = run()  # warm-up: first-call allocations count towards the peak, as in a real run
+    first = time.perf_counter() - start  # with --compile: includes compiling
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -165,7 +177,8 @@ def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
         times.append(time.perf_counter() - start)
     peak = peak_rss_bytes()  # read before FLOP counting, whose dispatch layer holds extra tensors
     counter = FlopCounterMode(display=False)
-    with counter:
+    # a dispatch mode around compiled code would recompile it; the FLOPs are the eager model's
+    with counter, torch.compiler.set_stance("force_eager"):
         run()
     return {
         "config": config,
@@ -174,6 +187,8 @@ def worker(config: str, size: int, repeats: int, reference: str | None) -> dict:
         "value": value,
         "times": times,
         "time": statistics.median(times),
+        "first_time": first,
+        "compiled": bool(compile and not config.startswith("ref")),
         "gflop": counter.get_total_flops() / 1e9,
         "baseline_rss": baseline,
         "peak_rss": peak,
@@ -184,6 +199,8 @@ def run_config(config: str, args) -> dict:
     worker_args = [config, "--size", str(args.size), "--repeats", str(args.repeats)]
     if args.reference:
         worker_args += ["--reference", args.reference]
+    if args.compile:
+        worker_args.append("--compile")
     return run_worker(__file__, worker_args, args.threads, config)
 
 
@@ -211,6 +228,9 @@ def table(results: dict[str, dict], size: int) -> str:
             f"{name:<16} {r['time']:>8.3f} {r['gflop']:>8.1f} {r['gflop'] / r['time']:>8.1f} "
             f"{r['peak_rss'] / mib:>13.0f} {step_peak / mib:>14.0f} {speed:>8} {speed_ftz:>7} {mem:>10}"
         )
+    compiled = [f"{n} {r['first_time']:.1f} s" for n, r in results.items() if r.get("compiled")]
+    if compiled:
+        lines.append("torch.compile: first call (compiling included): " + ", ".join(compiled))
     if "ours-step-bf16" in results and "ours-step-fp32" in results:
         a, b = results["ours-step-bf16"]["value"], results["ours-step-fp32"]["value"]
         lines.append(f"loss fp32 {b:.5f}, bf16 autocast {a:.5f} ({100 * (a / b - 1):+.2f} %)")
@@ -231,11 +251,14 @@ def main() -> None:
     parser.add_argument("--reference", help="path to a checkout of the paper's repository")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the workers")
     parser.add_argument("--configs", nargs="*", choices=list(CONFIGS), help="subset to run (default: all)")
+    parser.add_argument(
+        "--compile", action="store_true", help="torch.compile our network (not the reference)"
+    )
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.size, args.repeats, args.reference)))
+        print(json.dumps(worker(args.worker, args.size, args.repeats, args.reference, args.compile)))
         return
     configs = args.configs or [c for c in CONFIGS if args.reference or not c.startswith("ref")]
     results = {c: run_config(c, args) for c in configs}

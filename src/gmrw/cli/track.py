@@ -144,6 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--pair-batch-size", type=int, default=8, help="frame pairs per model call")
     model.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
     model.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the network first (compiling takes a while; pays off on long videos only)",
+    )
+    model.add_argument(
         "--dense",
         type=int,
         metavar="STRIDE",
@@ -218,6 +223,7 @@ def run(args: argparse.Namespace) -> TrackedFile:
         round_trip=args.round_trip,
         pair_batch_size=args.pair_batch_size,
         progress=True,
+        compile=args.compile,
     )
     source = predictor.open(args.video)
     if args.dense is not None:

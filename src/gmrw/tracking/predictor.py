@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from gmrw.checkpoints import choose_checkpoint
-from gmrw.models import CheckpointError, load_model
+from gmrw.models import CheckpointError, compile_network, load_model
 from gmrw.models import flush_denormals as flush
 from gmrw.tracking.api import check_queries, grid_queries, run_tracking
 from gmrw.tracking.coords import positions_to_video, queries_to_frames
@@ -86,6 +86,9 @@ class Predictor:
         progress: show a progress bar over frame pairs.
         flush_denormals: on the CPU, turn on flush-denormals (process-wide, as ``gmrw-track``
             does; see :func:`gmrw.flush_denormals`), which makes the model many times faster.
+        compile: ``torch.compile`` the model's backbone and transformer, in place (a model you
+            pass in is compiled too; :func:`gmrw.models.compile_network`). The first pairs at each
+            new frame size or pair count compile first, so it pays off on long videos only.
     """
 
     def __init__(
@@ -102,6 +105,7 @@ class Predictor:
         pair_batch_size: int = 8,
         progress: bool = False,
         flush_denormals: bool = True,
+        compile: bool = False,
     ):
         if isinstance(pair_batch_size, bool) or not isinstance(pair_batch_size, int) or pair_batch_size < 1:
             raise ValueError(f"pair_batch_size must be a positive integer, got {pair_batch_size!r}")
@@ -109,6 +113,11 @@ class Predictor:
         if self.device.type == "cpu" and flush_denormals:
             flush(True)
         self.model = load_tracker(checkpoint, self.device)
+        if compile:
+            try:
+                compile_network(self.model)
+            except RuntimeError as exc:  # no C++ compiler: say so as the bad setting it is
+                raise ValueError(f"compile=True: {exc}") from None
         self.keep_size = processing_size == 0
         #: The resolved options (explicit, else the model's, else the library's).
         self.options: TrackingOptions = resolve_options(

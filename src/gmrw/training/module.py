@@ -23,7 +23,7 @@ from gmrw.choices import LR_DECAYS, QUERY_MODES, check_choice
 from gmrw.evaluation.scoring import track_and_score
 from gmrw.losses import walk_loss
 from gmrw.metrics import TapVidMetric
-from gmrw.models import GMRW, flush_denormals, load_model
+from gmrw.models import GMRW, compile_network, flush_denormals, load_model
 from gmrw.tracking import TrackingOptions
 from gmrw.training.curriculum import SmoothnessCurriculum
 
@@ -63,6 +63,9 @@ class GMRWLitModule(pl.LightningModule):
         validation: how validation queries were sampled and are scored: ``query_mode`` and
             optional ``first_mode_rule``.
         init_from: weights-only initialisation (read by the train CLI, which skips it on resume).
+        compile: compile the network's backbone and transformer with ``torch.compile`` when the
+            trainer sets the module up (:func:`gmrw.models.compile_network`). Off by default: its
+            effect on step time has not been measured yet (README, "torch.compile").
     """
 
     def __init__(
@@ -73,6 +76,7 @@ class GMRWLitModule(pl.LightningModule):
         validation: dict | None = None,
         init_from: str | None = None,
         tracking: dict | None = None,
+        compile: bool = False,
     ):
         super().__init__()
         validation = dict(validation or {})
@@ -89,6 +93,7 @@ class GMRWLitModule(pl.LightningModule):
                 "validation": validation,
                 "init_from": init_from,
                 "tracking": tracking,
+                "compile": bool(compile),
             }
         )
         self.model = GMRW(**net)
@@ -102,6 +107,10 @@ class GMRWLitModule(pl.LightningModule):
         # Denormal softmax tails make CPU matmuls 70-100x slower (gmrw.models.cpu); the mode
         # only concerns CPU arithmetic, so GPU runs are unaffected.
         flush_denormals(True)
+        if self.hparams.get("compile"):
+            # In place, so parameter names (checkpoints, optimiser state) stay those of eager mode;
+            # a second setup (validate, then fit) finds it compiled already.
+            compile_network(self.model)
         if stage in ("fit", "validate"):
             datamodule = self.trainer.datamodule
             names = list(getattr(datamodule, "val_set_names", None) or ["val"])
