@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -76,7 +77,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return serve(args, workdir)
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        remove_folder(workdir)
+
+
+def remove_folder(folder: Path, attempts: int = 20, pause_s: float = 0.25) -> None:
+    """Delete ``folder`` even while the server's worker threads are still finishing a write into
+    it (a request cut short by Ctrl+C): a file created during one pass is removed by the next."""
+    for _ in range(attempts):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            return
+        time.sleep(pause_s)
+    print(f"gmrw-demo: could not remove its temporary folder {folder}", file=sys.stderr)
 
 
 def serve(args: argparse.Namespace, workdir: Path) -> int:
