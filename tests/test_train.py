@@ -66,6 +66,7 @@ def test_short_run_learns_and_writes_summary(tmp_path):
         "logger=csv",
         "trainer.max_steps=40",
         "trainer.val_check_interval=40",
+        "validate_before_training=true",  # the default experiment skips it; its summary would lack step 0
         "trainer.log_every_n_steps=1",
         "callbacks.model_checkpoint.every_n_train_steps=20",
         "callbacks.flow_visualizer.every_n_steps=20",
