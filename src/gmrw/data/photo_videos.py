@@ -2,7 +2,7 @@
 photo cut-outs moving on their own and occluding each other.
 
 Each video is a real photograph (one that ships with scikit-image) seen by a camera that pans,
-zooms, rotates and tilts (a homography), with 2–4 objects cut from other photographs moving over
+zooms, rotates and tilts (a homography), with 3–5 objects cut from other photographs moving over
 it; frames get a light JPEG compression, as video frames do. Rendering uses the same engine as the
 training world (:mod:`gmrw.data.scenes`), so tracks and occlusion flags are exact. These
 photographs are reserved for evaluation: the training world never uses them.
