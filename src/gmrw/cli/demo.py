@@ -14,6 +14,7 @@ import argparse
 import logging
 import os
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -66,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_upload_mb <= 0 or args.max_frames < 2 or args.max_side < 8:
         print("gmrw-demo: error: the limits must be positive (and --max-frames at least 2)", file=sys.stderr)
         return 1
+    # Ctrl+C must stop the server (and so remove its folder) even when the parent process started
+    # us with SIGINT ignored, which Python would otherwise keep (nohup, some job runners, test suites).
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     workdir = Path(tempfile.mkdtemp(prefix="gmrw-demo-"))
     # Read when the libraries are imported: Gradio's uploads and cache go inside our folder, and it
     # sends no usage statistics; matplotlib's font cache and the folder torch's compiler makes on
