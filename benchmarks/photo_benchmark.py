@@ -5,10 +5,12 @@ Lucas–Kanade, and any GMRW checkpoints, side by side.
     python benchmarks/photo_benchmark.py --checkpoint runs/synthetic/<run> # + a checkpoint, its defaults
     python benchmarks/photo_benchmark.py --checkpoint ckpt --setting direct@128 --setting chained@256
     python benchmarks/photo_benchmark.py --checkpoint ckpt --setting direct@128@8   # + round-trip check, 8 px
+    python benchmarks/photo_benchmark.py --checkpoint ckpt --setting direct@128@16@weighted_argmax:3
 
 A checkpoint is tracked with ``gmrw.track``'s defaults for it (what it records) unless
-``--setting MODE@SIZE[@ROUND_TRIP]`` are given (SIZE: the short side the model sees; ROUND_TRIP:
-direct mode's round-trip occlusion check in px). Queries are
+``--setting MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]`` are given (SIZE: the short side the model
+sees; ROUND_TRIP: direct mode's round-trip occlusion check in px, ``-`` for none; METHOD: the flow
+read-out, with its window in feature cells). Queries are
 TAP-Vid "first" mode; metrics as gmrw-eval (tapnet's rule), averaged over videos. Needs
 ``opencv-python-headless`` (a dev dependency) for Lucas–Kanade.
 """
@@ -59,7 +61,7 @@ def run_tracker(name: str, examples: list[dict], fn) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", action="append", default=[], help="a gmrw .ckpt, run dir or .pth")
-    parser.add_argument("--setting", action="append", default=[], metavar="MODE@SIZE[@ROUND_TRIP]")
+    parser.add_argument("--setting", action="append", default=[], metavar="MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]")
     parser.add_argument("--videos", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="which benchmark draw")
     parser.add_argument("--no-baselines", action="store_true")
@@ -97,8 +99,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             options = {}
             if setting:
                 options = {"mode": setting[0], "processing_size": int(setting[1])}
-                if len(setting) > 2:
+                if len(setting) > 2 and setting[2] != "-":
                     options["round_trip"] = float(setting[2])
+                if len(setting) > 3:
+                    method, _, window = setting[3].partition(":")
+                    options["method"] = method
+                    options["window"] = float(window) if window else None
             resolved = gmrw.tracking.resolve_options(model, **options)
             scale = (
                 f"short side {resolved.processing_size}"
@@ -110,13 +116,19 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 if resolved.round_trip and resolved.mode == "direct"
                 else ""
             )
-            label = f"GMRW {path.name} ({resolved.mode}, {scale}{trip})"
+            readout = (
+                f", {resolved.method}" + (f" window {resolved.window:g}" if resolved.window else "")
+                if resolved.method != "weighted_sum"
+                else ""
+            )
+            label = f"GMRW {path.name} ({resolved.mode}, {scale}{trip}{readout})"
 
             def fn(e, options=options, model=model):
                 tracks, occluded = gmrw.track(model, e["video"][None], e["query_points"][None], **options)
                 return tracks[0], occluded[0]
 
             results.append(run_tracker(label, examples, fn))
+            print(f"{label}: AJ {results[-1]['aj']:.3f}", flush=True)
     print(f"| tracker ({args.videos} videos) | AJ | <δavg | OA | s/video |")
     print("|---|---|---|---|---|")
     for r in results:

@@ -6,6 +6,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from gmrw.paths import config_dir
+from gmrw.tracking import TrackingOptions
 from helpers import compose_train
 
 EXPERIMENTS = sorted(p.stem for p in (config_dir() / "experiment").glob("*.yaml"))
@@ -29,6 +30,11 @@ def test_experiment_composes(experiment, tmp_path):
     # Everything but required dataset paths / init checkpoints resolves.
     container = OmegaConf.to_container(cfg.model.net, resolve=True)
     assert container["feature_channels"] == 128
+    # The tracking options the checkpoints will carry, and those validation uses, are valid.
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    recorded = {k: v for k, v in model["tracking"].items() if v is not None}
+    TrackingOptions(**recorded)
+    TrackingOptions(**{**recorded, **model.get("validation_tracking", {})})
 
 
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)

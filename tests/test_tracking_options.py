@@ -125,3 +125,35 @@ def test_direct_round_trip_flags_points_that_do_not_come_back():
     assert not track(model, video, queries, mode="direct", round_trip=12.0)[1].any()
     with pytest.raises(ValueError, match="round_trip"):
         resolve_options(None, round_trip=0)
+
+
+def test_validation_can_track_more_cheaply_than_the_recorded_defaults(monkeypatch):
+    """``validation_tracking`` replaces the model's options during validation only: the model
+    still carries (and checkpoints record) ``tracking``."""
+    import gmrw.training.module as module_file
+    from gmrw.metrics import TapVidMetric
+    from gmrw.training.module import GMRWLitModule
+
+    common = {
+        "net": {"feature_channels": 32, "num_transformer_layers": 2, "ffn_dim_expansion": 2},
+        "optimizer": {"lr": 1e-4, "weight_decay": 0.0},
+        "smoothness_curriculum": {},
+        "tracking": {"mode": "direct", "processing_size": 192, "method": "weighted_argmax", "window": 2},
+    }
+    module = GMRWLitModule(**common, validation_tracking={"processing_size": 64})
+    assert module.model.tracking_defaults["processing_size"] == 192
+    assert module.hparams["validation_tracking"] == {"processing_size": 64}
+    seen = {}
+
+    def fake_track_and_score(model, batch, metric, **tracking):
+        seen.update(tracking)
+        return torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, dtype=torch.bool)
+
+    monkeypatch.setattr(module_file, "track_and_score", fake_track_and_score)
+    module.val_metrics = torch.nn.ModuleDict({"val": TapVidMetric()})
+    module.validation_step({}, 0)
+    assert seen == {"processing_size": 64}
+    assert resolve_options(module.model, **seen).processing_size == 64
+    assert resolve_options(module.model).processing_size == 192  # what a user's track() call gets
+    with pytest.raises(ValueError, match="processing_size"):
+        GMRWLitModule(**common, validation_tracking={"processing_size": 3})

@@ -24,7 +24,7 @@ from gmrw.evaluation.scoring import track_and_score
 from gmrw.losses import walk_loss
 from gmrw.metrics import TapVidMetric
 from gmrw.models import GMRW, compile_network, flush_denormals, load_model
-from gmrw.tracking import TrackingOptions
+from gmrw.tracking import TrackingOptions, resolve_options
 from gmrw.training.curriculum import SmoothnessCurriculum
 
 #: GMFlow's refinement factor: older checkpoints' ``net`` carries it, GMRW never used it.
@@ -60,6 +60,9 @@ class GMRWLitModule(pl.LightningModule):
         tracking: how the model tracks (:func:`gmrw.track` options: ``mode``, ``method``,
             ``window``, ``upsample_factor`` or ``processing_size``). Validation tracks this way, and
             checkpoints carry it, so ``gmrw.track(load_model(ckpt), video, queries)`` does too.
+        validation_tracking: options that replace ``tracking``'s during validation only (e.g. a
+            smaller ``processing_size`` to keep frequent validation rounds cheap); not recorded
+            as the model's defaults.
         validation: how validation queries were sampled and are scored: ``query_mode`` and
             optional ``first_mode_rule``.
         init_from: weights-only initialisation (read by the train CLI, which skips it on resume).
@@ -77,11 +80,13 @@ class GMRWLitModule(pl.LightningModule):
         init_from: str | None = None,
         tracking: dict | None = None,
         compile: bool = False,
+        validation_tracking: dict | None = None,
     ):
         super().__init__()
         validation = dict(validation or {})
         tracking = {k: v for k, v in dict(tracking or {}).items() if v is not None}
         TrackingOptions(**tracking)  # fails now, naming the option, rather than at the first validation
+        validation_tracking = {k: v for k, v in dict(validation_tracking or {}).items() if v is not None}
         net = {k: v for k, v in dict(net).items() if k not in _LEGACY_NET_KEYS}
         check_choice(validation.get("query_mode", "first"), QUERY_MODES, "validation query mode")
         # Plain containers only: checkpoints must stay loadable with torch's weights-only loader.
@@ -94,10 +99,13 @@ class GMRWLitModule(pl.LightningModule):
                 "init_from": init_from,
                 "tracking": tracking,
                 "compile": bool(compile),
+                "validation_tracking": validation_tracking,
             }
         )
         self.model = GMRW(**net)
         self.model.tracking_defaults = dict(tracking)
+        resolve_options(self.model, **validation_tracking)  # fails now, as above
+        self.validation_tracking = validation_tracking
         self.curriculum = SmoothnessCurriculum(**smoothness_curriculum)
         self.validation_options = validation
         # One per validation set; made in setup(), once the datamodule has named its sets.
@@ -173,8 +181,9 @@ class GMRWLitModule(pl.LightningModule):
         """Tracks one TAP-Vid example and scores it; returns ``{"tracks" (1, N, T, 2) (x, y) px,
         "occluded" (1, N, T)}`` so callbacks (the tracks video) can draw them without re-tracking."""
         metric = list(self.val_metrics.values())[dataloader_idx]
-        # No options: the model's own tracking defaults, exactly the call a user makes.
-        tracks, occluded = track_and_score(self.model, batch, metric)
+        # The model's own tracking defaults, exactly the call a user makes, unless the config
+        # asks validation to track more cheaply (validation_tracking).
+        tracks, occluded = track_and_score(self.model, batch, metric, **self.validation_tracking)
         return {"tracks": tracks, "occluded": occluded}
 
     def on_validation_epoch_end(self) -> None:
