@@ -88,7 +88,7 @@ def test_shifted_affine_masks_cells_that_leave_the_crop():
     assert torch.equal(labels.reshape(4, 8)[:, :6] % 8, torch.arange(2, 8).expand(4, 6))
 
 
-def test_screened_accuracy_equals_the_float32_argmax_and_checks_near_ties():
+def test_screened_accuracy_equals_the_float32_argmax_and_checks_near_ties(monkeypatch):
     """The bf16 screen decides clear rows and sends near-ties to an exact float32 row."""
     import gmrw.losses.random_walk as rw
 
@@ -108,9 +108,13 @@ def test_screened_accuracy_equals_the_float32_argmax_and_checks_near_ties():
     labels[:, :50:2] = 0  # near-tie rows labelled with the runner-up (column 0 vs 1): misses
     labels[:, 1:50:2] = 1  # ... and with the winner: hits
     mask = torch.ones(1, n)
-    acc, _ = walk_accuracy(a1, a2, labels, mask)
     expected = (exact == labels).float().sum()
-    assert math.isclose(acc.item(), 100 * expected.item() / (n + 1e-5), rel_tol=1e-6)
+    # walk_accuracy screens only large maps on CPUs with fast bf16 matmuls: force both choices
+    for fast in (False, True):
+        monkeypatch.setattr(rw, "_SCREEN_MIN_CELLS", 0)
+        monkeypatch.setattr(rw, "fast_bf16_matmul", lambda fast=fast: fast)
+        acc, _ = walk_accuracy(a1, a2, labels, mask)
+        assert math.isclose(acc.item(), 100 * expected.item() / (n + 1e-5), rel_tol=1e-6)
     at_label = (a1 @ a2)[0].gather(1, labels.t()).flatten()
     low = (a1[0].bfloat16(), a2[0].bfloat16())
     hits, checked = rw._screened_hits(a1[0], a2[0], *low, torch.arange(n), labels[0], at_label)

@@ -4,8 +4,9 @@ The walk f1 → f2 → f1' has transition ``P = A1 @ A2``, but the loss only nee
 each row at its target cell ℓ(i): ``P[i, ℓ(i)] = Σ_k A1[i, k] · A2[k, ℓ(i)]``. Gathering the
 columns of A2 at the labels turns that into an elementwise product and a sum: O(N²) work and
 memory instead of the O(N³) matmul (and no dense one-hot label matrix). Accuracy needs the
-argmax of whole rows of P, so it does the product, but without gradient, in row chunks, mostly
-in bfloat16 with an exact check of the rows it cannot decide (see ``_screened_hits``), and on a
+argmax of whole rows of P, so it does the product, but without gradient, in row chunks (on CPUs
+with fast bf16 matmuls mostly in bfloat16, with an exact check of the rows it cannot decide: see
+``_screened_hits``), and on a
 random subset of rows for large maps.
 """
 
@@ -14,11 +15,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gmrw.models.cpu import fast_bf16_matmul
+
 LOG_EPS = 1e-7
 MASK_EPS = 1e-5
 ACCURACY_MAX_ROWS = 4096
 _CHUNK_ELEMENTS = 1 << 24
 _BLOCK_ELEMENTS = 1 << 22  # entries per row block of the walk probability (16 MiB float32)
+_SCREEN_MIN_CELLS = 1024  # below this the exact product is a few ms: not worth probing the CPU
 
 
 def affine_labels(affine_b2f: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,17 +61,22 @@ class _WalkTerms(torch.autograd.Function):
     * the targets (the smoothness loss's flows) add grad_target @ coordsᵀ to the same buffers.
 
     Computing both terms here means one (B, N, N) gradient per hop instead of one per term and
-    their sum (128 MiB less at the peak of a 256x256 step). Everything runs over blocks of rows,
-    so temporaries stay a few MiB, and the gradients come out contiguous.
+    their sum (128 MiB less at the peak of a 256x256 step). The work runs over slabs of the
+    middle cells k: a slab of A2's rows is transposed once, so the columns ℓ(i) become
+    contiguous rows to gather, and every pass reads and writes whole rows. (Gathering columns
+    of A2 in place and multiplying by their transpose strode 16 KiB between neighbours and took
+    ~0.6 s of a 256x256 CPU step, against ~0.1 s this way.) Temporaries stay a few slabs of
+    ~16 MiB, and the gradients come out contiguous.
     """
 
     @staticmethod
     def forward(ctx, a1, a2, labels, coords):
         ctx.save_for_backward(a1, a2, labels, coords)
-        out = a1.new_empty(labels.shape)
-        for s, rows in _row_blocks(a1):
-            columns = a2[s].index_select(1, labels[s, rows])  # (N, rows): A2[:, ℓ(i)]
-            out[s, rows] = (a1[s, rows] * columns.t()).sum(dim=-1)
+        out = a1.new_zeros(labels.shape)
+        for s, middle in _middle_slabs(a2):
+            columns = a2[s, middle].t().contiguous()  # (N, m): row j holds A2[middle, j]
+            gathered = columns.index_select(0, labels[s])  # row i holds A2[middle, ℓ(i)]
+            out[s] += gathered.mul_(a1[s, :, middle]).sum(dim=-1)
         if coords is None:
             return out, None, None
         return out, a1 @ coords, a2 @ coords
@@ -76,13 +85,17 @@ class _WalkTerms(torch.autograd.Function):
     def backward(ctx, grad, grad_target1, grad_target2):
         a1, a2, labels, coords = ctx.saved_tensors
         grad_a1 = torch.empty_like(a1) if ctx.needs_input_grad[0] else None
-        grad_a2 = torch.zeros_like(a2) if ctx.needs_input_grad[1] else None
-        for s, rows in _row_blocks(a1):
-            g = grad[s, rows].unsqueeze(-1)
+        grad_a2 = torch.empty_like(a2) if ctx.needs_input_grad[1] else None
+        for s, middle in _middle_slabs(a2):
+            g = grad[s].unsqueeze(-1)  # (N, 1)
             if grad_a1 is not None:
-                torch.mul(a2[s].index_select(1, labels[s, rows]).t(), g, out=grad_a1[s, rows])
+                columns = a2[s, middle].t().contiguous()
+                torch.mul(columns.index_select(0, labels[s]), g, out=grad_a1[s, :, middle])
             if grad_a2 is not None:
-                grad_a2[s].index_add_(1, labels[s, rows], (a1[s, rows] * g).t().contiguous())
+                # row j of the slab's transposed gradient collects g_i · A1[i, middle] for ℓ(i) = j
+                slab = a2.new_zeros(a2.shape[-1], middle.stop - middle.start)
+                slab.index_add_(0, labels[s], a1[s, :, middle] * g)
+                grad_a2[s, middle].copy_(slab.t())
         if grad_a1 is not None and grad_target1 is not None:
             grad_a1.baddbmm_(grad_target1.to(a1.dtype), coords.t().expand(a1.shape[0], -1, -1))
         if grad_a2 is not None and grad_target2 is not None:
@@ -99,13 +112,14 @@ def walk_terms(
     return _WalkTerms.apply(a1, a2, labels, coords)
 
 
-def _row_blocks(a: torch.Tensor):
-    """(sample, row slice) pairs covering (B, N, N) ``a`` in blocks of ~4M entries."""
+def _middle_slabs(a: torch.Tensor):
+    """(sample, slice of rows) pairs covering (B, N, N) ``a`` in slabs of ~4M entries: the middle
+    cells k of the walk, which index A2's rows and A1's columns."""
     b, n, m = a.shape
     step = max(1, _BLOCK_ELEMENTS // m)
     for s in range(b):
-        for i in range(0, n, step):
-            yield s, slice(i, min(i + step, n))
+        for k in range(0, n, step):
+            yield s, slice(k, min(k + step, n))
 
 
 def walk_probability_at(a1: torch.Tensor, a2: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -159,7 +173,7 @@ def walk_accuracy(
             sampled += rows.numel()
             weight = mask[s].sum() / rows.numel()  # scale the estimate to this sample's mask
         step = max(1, _CHUNK_ELEMENTS // n)
-        screen = a1.device.type == "cpu"
+        screen = a1.device.type == "cpu" and n >= _SCREEN_MIN_CELLS and fast_bf16_matmul()
         low = (a1[s].bfloat16(), a2[s].bfloat16()) if screen else None
         count = torch.zeros((), device=a1.device)
         for i in range(0, rows.numel(), step):
@@ -190,7 +204,8 @@ def _screened_hits(
     accumulating in float32 moves each entry by at most ``tol`` of itself. A row whose best rival
     column is below ``at_label · (1 - tol)`` certainly has its argmax at the label; one whose
     rival is above ``at_label · (1 + tol)`` certainly has not. Only the rows in between, if any,
-    get their exact float32 row.
+    get their exact float32 row. Only where bf16 matmuls are fast (:func:`fast_bf16_matmul`):
+    without AMX, x86 bf16 matmuls can run at half the fp32 speed, and the plain fp32 product wins.
     """
     n = a2.shape[0]
     tol = 1.25 * (3 * 2.0**-9 + n * 2.0**-24)  # inputs and output rounded to bf16; fp32 sums
