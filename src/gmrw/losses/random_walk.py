@@ -172,18 +172,70 @@ def walk_accuracy(
         if subsample and rows.numel():
             sampled += rows.numel()
             weight = mask[s].sum() / rows.numel()  # scale the estimate to this sample's mask
-        step = max(1, _CHUNK_ELEMENTS // n)
-        screen = a1.device.type == "cpu" and n >= _SCREEN_MIN_CELLS and fast_bf16_matmul()
-        low = (a1[s].bfloat16(), a2[s].bfloat16()) if screen else None
         count = torch.zeros((), device=a1.device)
+        if a1.device.type != "cpu" or n < _SCREEN_MIN_CELLS:
+            step = max(1, _CHUNK_ELEMENTS // n)
+            for i in range(0, rows.numel(), step):
+                idx = rows[i : i + step]
+                count += ((a1[s, idx] @ a2[s]).argmax(dim=-1) == labels[s, idx]).sum()
+            hits = hits + count * weight
+            continue
+        # CPU, large maps: the full product is most of the accuracy's cost (2N³ FLOPs), so rows
+        # are first decided by bounds (_bounded_rows), then by a bf16 product where that is fast
+        # (_screened_hits); only the rest get their exact float32 rows. Chunks of 16 MiB.
+        top = torch.topk(a2[s], 2, dim=1)
+        low = (a1[s].bfloat16(), a2[s].bfloat16()) if fast_bf16_matmul() else None
+        step = max(1, _BLOCK_ELEMENTS // n)
         for i in range(0, rows.numel(), step):
             idx = rows[i : i + step]
-            if screen:
+            hit, miss = _bounded_rows(a1[s, idx], top.values, top.indices, labels[s, idx], at_label[s, idx])
+            count += hit.sum()
+            idx = idx[~(hit | miss)]
+            if not idx.numel():
+                continue
+            if low is not None:
                 count += _screened_hits(a1[s], a2[s], *low, idx, labels[s, idx], at_label[s, idx])[0]
             else:
                 count += ((a1[s, idx] @ a2[s]).argmax(dim=-1) == labels[s, idx]).sum()
         hits = hits + count * weight
     return 100.0 * hits / (mask.sum() + MASK_EPS), sampled
+
+
+def _bounded_rows(
+    a1_rows: torch.Tensor,
+    top_values: torch.Tensor,
+    top_indices: torch.Tensor,
+    labels: torch.Tensor,
+    at_label: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ``A1 @ A2`` whose float32 argmax is certainly at / certainly not at the label, from
+    O(N) bounds per row instead of the row's N² product. Returns two (r,) bool masks.
+
+    a1_rows (r, N): rows of A1; top_values, top_indices (N, 2): each row of A2's two largest
+    entries and their columns; labels, at_label (r,): each row's label and ``P[i, ℓ(i)]``.
+    All entries are non-negative, so for any rival column j ≠ ℓ(i):
+
+    * P[i, j] <= Σ_k A1[i, k] · max_{j' ≠ ℓ(i)} A2[k, j'] (the upper bound: A2's row maximum, or
+      its runner-up where the maximum sits at the label). Below P[i, ℓ(i)]: a sure hit.
+    * With k* the row's largest entry, the column j* of A2[k*]'s largest entry other than ℓ(i)
+      has P[i, j*] >= A1[i, k*] · A2[k*, j*] (the lower bound). Above P[i, ℓ(i)]: a sure miss.
+
+    Both must clear ``tol``, the relative rounding of any float32 sum of N non-negative terms
+    (the exact product's, ``at_label``'s and the bound's own), plus a margin for values flushed
+    to zero. A confident walk (trained: its mass goes home; untrained: it goes elsewhere with
+    certainty) is decided here for almost every row; diffuse rows are left to the product.
+    """
+    n = a1_rows.shape[-1]
+    tol = 5 * (n + 1) * 2.0**-24
+    tiny = n * torch.finfo(torch.float32).tiny
+    first, second = top_values.unbind(dim=1)
+    home = top_indices[:, 0][None, :] == labels[:, None]  # (r, N): A2 row k peaks at the label
+    upper = torch.where(home, second, first).mul_(a1_rows).sum(dim=-1)
+    peak, k_star = a1_rows.max(dim=-1)
+    lower = peak * torch.where(top_indices[k_star, 0] == labels, second[k_star], first[k_star])
+    sure_hit = upper + tiny < at_label * (1 - tol)
+    sure_miss = lower > at_label * (1 + tol) + tiny
+    return sure_hit, sure_miss
 
 
 def _screened_hits(
