@@ -184,7 +184,7 @@ def walk_accuracy(
         # are first decided by bounds (_bounded_rows), then by a bf16 product where that is fast
         # (_screened_hits); only the rest get their exact float32 rows. Chunks of 4 MiB.
         top = torch.topk(a2[s], 2, dim=1)
-        low = (a1[s].bfloat16(), a2[s].bfloat16()) if fast_bf16_matmul() else None
+        low: tuple[torch.Tensor, torch.Tensor] | None = None  # bf16 copies, made at first need
         step = max(1, _BLOCK_ELEMENTS // n)
         for i in range(0, rows.numel(), step):
             idx = rows[i : i + step]
@@ -193,6 +193,8 @@ def walk_accuracy(
             idx = idx[~(hit | miss)]
             if not idx.numel():
                 continue
+            if low is None and fast_bf16_matmul():
+                low = (a1[s].bfloat16(), a2[s].bfloat16())
             if low is not None:
                 count += _screened_hits(a1[s], a2[s], *low, idx, labels[s, idx], at_label[s, idx])[0]
             else:
