@@ -66,7 +66,7 @@ class _WalkTerms(torch.autograd.Function):
     contiguous rows to gather, and every pass reads and writes whole rows. (Gathering columns
     of A2 in place and multiplying by their transpose strode 16 KiB between neighbours: forward
     and backward at 4096 cells, targets included, took 0.55 s on one core, 0.26 s this way.) Temporaries stay a few slabs of
-    ~4 MiB, and the gradients come out contiguous.
+    ~4 MiB on the CPU (64 MiB on GPUs), and the gradients come out contiguous.
     """
 
     @staticmethod
@@ -116,7 +116,9 @@ def _middle_slabs(a: torch.Tensor):
     """(sample, slice of rows) pairs covering (B, N, N) ``a`` in slabs of ~1M entries: the middle
     cells k of the walk, which index A2's rows and A1's columns."""
     b, n, m = a.shape
-    step = max(1, _BLOCK_ELEMENTS // m)
+    # GPUs have a caching allocator and pay per kernel launch: there, slabs as large as chunks
+    block = _BLOCK_ELEMENTS if a.device.type == "cpu" else _CHUNK_ELEMENTS
+    step = max(1, block // m)
     for s in range(b):
         for k in range(0, n, step):
             yield s, slice(k, min(k + step, n))

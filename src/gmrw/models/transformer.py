@@ -106,7 +106,7 @@ def window_attention(
 
 _FFN_CHUNK_ELEMENTS = 1 << 22  # hidden activations per inference chunk (16 MiB in float32)
 # ... and per chunk of the recomputing training FFN: 4 MiB in float32. Measured on a 256x256 CPU
-# step (median of 3): chunks of 16 MiB left the step's peak RSS 170 MiB higher than 4 MiB ones
+# step (median of 3): chunks of 16 MiB left the step's peak RSS 160-200 MiB higher than 4 MiB ones
 # (heap fragments between the step's long-lived activations), at the same speed.
 _FFN_TRAIN_CHUNK_ELEMENTS = 1 << 20
 FFN_RECOMPUTE_ELEMENTS = 1 << 24  # hidden activations from which training recomputes them (64 MiB fp32)
@@ -115,6 +115,14 @@ FFN_RECOMPUTE_ELEMENTS = 1 << 24  # hidden activations from which training recom
 def _chunk_rows(hidden_width: int, elements: int = _FFN_CHUNK_ELEMENTS) -> int:
     """Tokens per FFN chunk of ``elements`` hidden activations."""
     return max(1, elements // hidden_width)
+
+
+def _train_chunk_rows(x: torch.Tensor, hidden_width: int) -> int:
+    """Tokens per chunk of the recomputing training FFN: 4 MiB chunks on the CPU; elsewhere the
+    whole layer at once (GPUs cache their allocations and pay per kernel launch)."""
+    if x.device.type != "cpu":
+        return max(1, x.shape[:-1].numel())
+    return _chunk_rows(hidden_width, _FFN_TRAIN_CHUNK_ELEMENTS)
 
 
 class _FeedForward(torch.autograd.Function):
@@ -127,7 +135,7 @@ class _FeedForward(torch.autograd.Function):
     reference's. Under autocast the matmuls run in the dtype the forward used, and weight
     gradients come back in the weights' dtype, as autocast's own casts would give.
 
-    Both passes run over chunks of tokens whose hidden layer is 4 MiB. Whole-layer temporaries
+    On the CPU both passes run over chunks of tokens whose hidden layer is 4 MiB. Whole-layer temporaries
     were 64 MiB each, six per layer and step: allocations that large are fresh ``mmap`` pages
     every time (glibc hands blocks over 32 MiB straight back to the kernel), and faulting them in
     took ~1 s of a 256x256 CPU step. Small chunks are reused from the heap, and the step holds
@@ -139,7 +147,7 @@ class _FeedForward(torch.autograd.Function):
         ctx.save_for_backward(x, w1, w2)
         rows = x.reshape(-1, x.shape[-1])
         parts = []
-        for part in rows.split(_chunk_rows(w1.shape[0], _FFN_TRAIN_CHUNK_ELEMENTS)):
+        for part in rows.split(_train_chunk_rows(x, w1.shape[0])):
             hidden = F.linear(part, w1)  # autocast, if on, picks the dtype here
             ctx.compute_dtype = hidden.dtype
             parts.append(F.linear(torch.ops.aten.gelu_(hidden), w2))
@@ -155,7 +163,7 @@ class _FeedForward(torch.autograd.Function):
         # weight gradients summed over chunks in float32, whatever the compute dtype
         grad_w1 = torch.zeros(w1.shape, dtype=torch.float32, device=w1.device)
         grad_w2 = torch.zeros(w2.shape, dtype=torch.float32, device=w2.device)
-        step = _chunk_rows(w1.shape[0], _FFN_TRAIN_CHUNK_ELEMENTS)
+        step = _train_chunk_rows(x, w1.shape[0])
         for start in range(0, rows.shape[0], step):
             part, grad_part = rows[start : start + step], grad_rows[start : start + step]
             hidden = F.linear(part, w1_c)
