@@ -255,8 +255,8 @@ def _screened_hits(
     needed the exact float32 check); exact, mostly in bf16 (``a1_low``, ``a2_low``: bf16 copies).
 
     The whole product in float32 is the costliest part of the accuracy (2N³ FLOPs; 0.5 s at 4096
-    cells on an AMX machine, 1.1 s on one core of a Xeon without AMX). A bfloat16 product (the
-    faster one on CPUs with AMX; measured 4-7x there when this was written) decides almost
+    cells on an AMX machine, 1.1 s on one core of a Xeon without AMX). A bfloat16 product (where it
+    is the faster one: this code first said 4-7x on CPUs with bf16 units, not re-measured) decides almost
     every row: all entries are non-negative, so rounding the inputs and the output to 8 bits and
     accumulating in float32 moves each entry by at most ``tol`` of itself. A row whose best rival
     column is below ``at_label · (1 - tol)`` certainly has its argmax at the label; one whose
