@@ -88,7 +88,7 @@ def test_shifted_affine_masks_cells_that_leave_the_crop():
     assert torch.equal(labels.reshape(4, 8)[:, :6] % 8, torch.arange(2, 8).expand(4, 6))
 
 
-def test_screened_accuracy_equals_the_float32_argmax_and_checks_near_ties():
+def test_screened_accuracy_equals_the_float32_argmax_and_checks_near_ties(monkeypatch):
     """The bf16 screen decides clear rows and sends near-ties to an exact float32 row."""
     import gmrw.losses.random_walk as rw
 
@@ -108,9 +108,13 @@ def test_screened_accuracy_equals_the_float32_argmax_and_checks_near_ties():
     labels[:, :50:2] = 0  # near-tie rows labelled with the runner-up (column 0 vs 1): misses
     labels[:, 1:50:2] = 1  # ... and with the winner: hits
     mask = torch.ones(1, n)
-    acc, _ = walk_accuracy(a1, a2, labels, mask)
     expected = (exact == labels).float().sum()
-    assert math.isclose(acc.item(), 100 * expected.item() / (n + 1e-5), rel_tol=1e-6)
+    # walk_accuracy screens only large maps on CPUs with fast bf16 matmuls: force both choices
+    for fast in (False, True):
+        monkeypatch.setattr(rw, "_SCREEN_MIN_CELLS", 0)
+        monkeypatch.setattr(rw, "fast_bf16_matmul", lambda fast=fast: fast)
+        acc, _ = walk_accuracy(a1, a2, labels, mask)
+        assert math.isclose(acc.item(), 100 * expected.item() / (n + 1e-5), rel_tol=1e-6)
     at_label = (a1 @ a2)[0].gather(1, labels.t()).flatten()
     low = (a1[0].bfloat16(), a2[0].bfloat16())
     hits, checked = rw._screened_hits(a1[0], a2[0], *low, torch.arange(n), labels[0], at_label)
@@ -137,3 +141,43 @@ def test_walk_terms_targets_and_gradients_equal_autograd():
     for mine, theirs in zip(ours, plain):
         torch.testing.assert_close(mine.grad, theirs.grad)
     assert walk_terms(a1, a2, labels)[1:] == (None, None)
+
+
+def test_accuracy_bounds_decide_confident_rows_and_never_lie(monkeypatch):
+    """The O(N)-per-row bounds decide confident walks (right or wrong) without the product, leave
+    diffuse rows to it, and the accuracy equals the float32 argmax of the full product."""
+    import gmrw.losses.random_walk as rw
+
+    monkeypatch.setattr(rw, "_SCREEN_MIN_CELLS", 0)
+    monkeypatch.setattr(rw, "fast_bf16_matmul", lambda: False)
+    n = 256
+    g = torch.Generator().manual_seed(6)
+    labels = torch.randint(0, n, (1, n), generator=g)
+    mask = (torch.rand(1, n, generator=g) > 0.2).float()
+    decided = {}
+    for sharpness in (0.0, 5.0, 20.0):
+        # the first hop peaks at the cell itself, the second at the label: the walk goes home
+        b1 = torch.randn(n, n, generator=g)
+        b2 = torch.randn(n, n, generator=g)
+        b1[torch.arange(n), torch.arange(n)] += sharpness
+        b2[torch.arange(n), labels[0]] += sharpness
+        a1, a2 = b1.softmax(-1)[None], b2.softmax(-1)[None]
+        a2[0, :10] = a2[0, 10:20]  # a few rival rows that copy others' peaks
+        at_label = walk_probability_at(a1, a2, labels)
+        wins = (a1[0] @ a2[0]).argmax(-1) == labels[0]
+        top = torch.topk(a2[0], 2, dim=1)
+        hit, miss = rw._bounded_rows(a1[0], top.values, top.indices, labels[0], at_label[0])
+        assert not (hit & ~wins).any() and not (miss & wins).any()
+        decided[sharpness] = int((hit | miss).sum())
+        acc, _ = walk_accuracy(a1, a2, labels, mask, at_label=at_label)
+        expected = 100 * (wins.float() * mask[0]).sum() / (mask.sum() + 1e-5)
+        assert math.isclose(acc.item(), expected.item(), rel_tol=1e-6)
+        # a confidently wrong walk: the second hop peaks one cell off the label
+        off = walk_probability_at(a1, a2.roll(1, dims=-1), labels)
+        hit, miss = rw._bounded_rows(a1[0], *torch.topk(a2[0].roll(1, -1), 2, dim=1), labels[0], off[0])
+        wins = (a1[0] @ a2[0].roll(1, -1)).argmax(-1) == labels[0]
+        assert not (hit & ~wins).any() and not (miss & wins).any()
+        if sharpness == 20.0:
+            assert int(miss.sum()) >= n - 10
+    assert decided[0.0] < n // 4, "diffuse rows must go to the product"
+    assert decided[20.0] >= n - 10, "confident rows must be decided by the bounds"

@@ -126,10 +126,14 @@ def test_weighted_argmax_window_is_strict():
     torch.testing.assert_close(kept, torch.tensor([[[0.625, 0.375, 0.0]]]))
 
 
-def test_feed_forward_gradients_equal_autograd():
-    """The memory-lean FFN (recomputes its hidden layer in backward) is exact in float64."""
+@pytest.mark.parametrize("chunk_tokens", [100, 3], ids=["one-chunk", "chunks-3-3-3-1"])
+def test_feed_forward_gradients_equal_autograd(monkeypatch, chunk_tokens):
+    """The memory-lean FFN (recomputes its hidden layer in backward, chunk by chunk of tokens) is
+    exact in float64."""
+    import gmrw.models.transformer as transformer
     from gmrw.models.transformer import feed_forward
 
+    monkeypatch.setattr(transformer, "_FFN_TRAIN_CHUNK_ELEMENTS", 12 * chunk_tokens)  # hidden width 12
     g = torch.Generator().manual_seed(0)
     x, w1, w2 = (
         torch.randn(*shape, generator=g, dtype=torch.float64) for shape in ((2, 5, 6), (12, 6), (3, 12))
@@ -146,9 +150,11 @@ def test_feed_forward_gradients_equal_autograd():
         torch.testing.assert_close(mine.grad, theirs.grad)
 
 
-def test_feed_forward_under_bf16_autocast_keeps_weight_grads_float32():
+def test_feed_forward_under_bf16_autocast_keeps_weight_grads_float32(monkeypatch):
+    import gmrw.models.transformer as transformer
     from gmrw.models.transformer import feed_forward
 
+    monkeypatch.setattr(transformer, "_FFN_TRAIN_CHUNK_ELEMENTS", 16 * 3)  # chunks of 3, 1 tokens
     x = torch.randn(4, 8, requires_grad=True)
     w1 = torch.randn(16, 8, requires_grad=True)
     w2 = torch.randn(8, 16, requires_grad=True)

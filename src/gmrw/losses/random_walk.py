@@ -4,8 +4,9 @@ The walk f1 → f2 → f1' has transition ``P = A1 @ A2``, but the loss only nee
 each row at its target cell ℓ(i): ``P[i, ℓ(i)] = Σ_k A1[i, k] · A2[k, ℓ(i)]``. Gathering the
 columns of A2 at the labels turns that into an elementwise product and a sum: O(N²) work and
 memory instead of the O(N³) matmul (and no dense one-hot label matrix). Accuracy needs the
-argmax of whole rows of P, so it does the product, but without gradient, in row chunks, mostly
-in bfloat16 with an exact check of the rows it cannot decide (see ``_screened_hits``), and on a
+argmax of whole rows of P, so it does the product, but without gradient, in row chunks (on CPUs
+with fast bf16 matmuls mostly in bfloat16, with an exact check of the rows it cannot decide: see
+``_screened_hits``), and on a
 random subset of rows for large maps.
 """
 
@@ -14,11 +15,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gmrw.models.cpu import fast_bf16_matmul
+
 LOG_EPS = 1e-7
 MASK_EPS = 1e-5
 ACCURACY_MAX_ROWS = 4096
 _CHUNK_ELEMENTS = 1 << 24
-_BLOCK_ELEMENTS = 1 << 22  # entries per row block of the walk probability (16 MiB float32)
+_BLOCK_ELEMENTS = 1 << 20  # entries per slab or row chunk of N x N work (4 MiB float32; heap-reused)
+_SCREEN_MIN_CELLS = 1024  # below this the exact product is a few ms: not worth probing the CPU
 
 
 def affine_labels(affine_b2f: torch.Tensor, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -57,17 +61,22 @@ class _WalkTerms(torch.autograd.Function):
     * the targets (the smoothness loss's flows) add grad_target @ coordsᵀ to the same buffers.
 
     Computing both terms here means one (B, N, N) gradient per hop instead of one per term and
-    their sum (128 MiB less at the peak of a 256x256 step). Everything runs over blocks of rows,
-    so temporaries stay a few MiB, and the gradients come out contiguous.
+    their sum (128 MiB less at the peak of a 256x256 step). The work runs over slabs of the
+    middle cells k: a slab of A2's rows is transposed once, so the columns ℓ(i) become
+    contiguous rows to gather, and every pass reads and writes whole rows. (Gathering columns
+    of A2 in place and multiplying by their transpose strode 16 KiB between neighbours: forward
+    and backward at 4096 cells, targets included, took 0.55 s on one core, 0.26 s this way.) Temporaries stay a few slabs of
+    ~4 MiB on the CPU (64 MiB on GPUs), and the gradients come out contiguous.
     """
 
     @staticmethod
     def forward(ctx, a1, a2, labels, coords):
         ctx.save_for_backward(a1, a2, labels, coords)
-        out = a1.new_empty(labels.shape)
-        for s, rows in _row_blocks(a1):
-            columns = a2[s].index_select(1, labels[s, rows])  # (N, rows): A2[:, ℓ(i)]
-            out[s, rows] = (a1[s, rows] * columns.t()).sum(dim=-1)
+        out = a1.new_zeros(labels.shape)
+        for s, middle in _middle_slabs(a2):
+            columns = a2[s, middle].t().contiguous()  # (N, m): row j holds A2[middle, j]
+            gathered = columns.index_select(0, labels[s])  # row i holds A2[middle, ℓ(i)]
+            out[s] += gathered.mul_(a1[s, :, middle]).sum(dim=-1)
         if coords is None:
             return out, None, None
         return out, a1 @ coords, a2 @ coords
@@ -76,13 +85,17 @@ class _WalkTerms(torch.autograd.Function):
     def backward(ctx, grad, grad_target1, grad_target2):
         a1, a2, labels, coords = ctx.saved_tensors
         grad_a1 = torch.empty_like(a1) if ctx.needs_input_grad[0] else None
-        grad_a2 = torch.zeros_like(a2) if ctx.needs_input_grad[1] else None
-        for s, rows in _row_blocks(a1):
-            g = grad[s, rows].unsqueeze(-1)
+        grad_a2 = torch.empty_like(a2) if ctx.needs_input_grad[1] else None
+        for s, middle in _middle_slabs(a2):
+            g = grad[s].unsqueeze(-1)  # (N, 1)
             if grad_a1 is not None:
-                torch.mul(a2[s].index_select(1, labels[s, rows]).t(), g, out=grad_a1[s, rows])
+                columns = a2[s, middle].t().contiguous()
+                torch.mul(columns.index_select(0, labels[s]), g, out=grad_a1[s, :, middle])
             if grad_a2 is not None:
-                grad_a2[s].index_add_(1, labels[s, rows], (a1[s, rows] * g).t().contiguous())
+                # row j of the slab's transposed gradient collects g_i · A1[i, middle] for ℓ(i) = j
+                slab = a2.new_zeros(a2.shape[-1], middle.stop - middle.start)
+                slab.index_add_(0, labels[s], a1[s, :, middle] * g)
+                grad_a2[s, middle].copy_(slab.t())
         if grad_a1 is not None and grad_target1 is not None:
             grad_a1.baddbmm_(grad_target1.to(a1.dtype), coords.t().expand(a1.shape[0], -1, -1))
         if grad_a2 is not None and grad_target2 is not None:
@@ -99,13 +112,16 @@ def walk_terms(
     return _WalkTerms.apply(a1, a2, labels, coords)
 
 
-def _row_blocks(a: torch.Tensor):
-    """(sample, row slice) pairs covering (B, N, N) ``a`` in blocks of ~4M entries."""
+def _middle_slabs(a: torch.Tensor):
+    """(sample, slice of rows) pairs covering (B, N, N) ``a`` in slabs of ~1M entries: the middle
+    cells k of the walk, which index A2's rows and A1's columns."""
     b, n, m = a.shape
-    step = max(1, _BLOCK_ELEMENTS // m)
+    # GPUs have a caching allocator and pay per kernel launch: there, slabs as large as chunks
+    block = _BLOCK_ELEMENTS if a.device.type == "cpu" else _CHUNK_ELEMENTS
+    step = max(1, block // m)
     for s in range(b):
-        for i in range(0, n, step):
-            yield s, slice(i, min(i + step, n))
+        for k in range(0, n, step):
+            yield s, slice(k, min(k + step, n))
 
 
 def walk_probability_at(a1: torch.Tensor, a2: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -158,18 +174,72 @@ def walk_accuracy(
         if subsample and rows.numel():
             sampled += rows.numel()
             weight = mask[s].sum() / rows.numel()  # scale the estimate to this sample's mask
-        step = max(1, _CHUNK_ELEMENTS // n)
-        screen = a1.device.type == "cpu"
-        low = (a1[s].bfloat16(), a2[s].bfloat16()) if screen else None
         count = torch.zeros((), device=a1.device)
+        if a1.device.type != "cpu" or n < _SCREEN_MIN_CELLS:
+            step = max(1, _CHUNK_ELEMENTS // n)
+            for i in range(0, rows.numel(), step):
+                idx = rows[i : i + step]
+                count += ((a1[s, idx] @ a2[s]).argmax(dim=-1) == labels[s, idx]).sum()
+            hits = hits + count * weight
+            continue
+        # CPU, large maps: the full product is most of the accuracy's cost (2N³ FLOPs), so rows
+        # are first decided by bounds (_bounded_rows), then by a bf16 product where that is fast
+        # (_screened_hits); only the rest get their exact float32 rows. Chunks of 4 MiB.
+        top = torch.topk(a2[s], 2, dim=1)
+        low: tuple[torch.Tensor, torch.Tensor] | None = None  # bf16 copies, made at first need
+        step = max(1, _BLOCK_ELEMENTS // n)
         for i in range(0, rows.numel(), step):
             idx = rows[i : i + step]
-            if screen:
+            hit, miss = _bounded_rows(a1[s, idx], top.values, top.indices, labels[s, idx], at_label[s, idx])
+            count += hit.sum()
+            idx = idx[~(hit | miss)]
+            if not idx.numel():
+                continue
+            if low is None and fast_bf16_matmul():
+                low = (a1[s].bfloat16(), a2[s].bfloat16())
+            if low is not None:
                 count += _screened_hits(a1[s], a2[s], *low, idx, labels[s, idx], at_label[s, idx])[0]
             else:
                 count += ((a1[s, idx] @ a2[s]).argmax(dim=-1) == labels[s, idx]).sum()
         hits = hits + count * weight
     return 100.0 * hits / (mask.sum() + MASK_EPS), sampled
+
+
+def _bounded_rows(
+    a1_rows: torch.Tensor,
+    top_values: torch.Tensor,
+    top_indices: torch.Tensor,
+    labels: torch.Tensor,
+    at_label: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows of ``A1 @ A2`` whose float32 argmax is certainly at / certainly not at the label, from
+    O(N) bounds per row instead of the row's N² product. Returns two (r,) bool masks.
+
+    a1_rows (r, N): rows of A1; top_values, top_indices (N, 2): each row of A2's two largest
+    entries and their columns; labels, at_label (r,): each row's label and ``P[i, ℓ(i)]``.
+    All entries are non-negative, so for any rival column j ≠ ℓ(i):
+
+    * P[i, j] <= Σ_k A1[i, k] · max_{j' ≠ ℓ(i)} A2[k, j'] (the upper bound: A2's row maximum, or
+      its runner-up where the maximum sits at the label). Below P[i, ℓ(i)]: a sure hit.
+    * With k* the row's largest entry, the column j* of A2[k*]'s largest entry other than ℓ(i)
+      has P[i, j*] >= A1[i, k*] · A2[k*, j*] (the lower bound). Above P[i, ℓ(i)]: a sure miss.
+
+    Both must clear ``tol``, the relative rounding of any float32 sum of N non-negative terms
+    (the exact product's, ``at_label``'s and the bound's own), plus a margin for values flushed
+    to zero. A confident walk (trained: its mass goes home; untrained: it goes elsewhere with
+    certainty) is decided here for almost every row; diffuse rows are left to the product.
+    """
+    n = a1_rows.shape[-1]
+    tol = 5 * (n + 1) * 2.0**-24
+    tiny = n * torch.finfo(torch.float32).tiny
+    first, second = top_values.unbind(dim=1)
+    home = top_indices[:, 0][None, :] == labels[:, None]  # (r, N): A2 row k peaks at the label
+    upper = torch.where(home, second, first).mul_(a1_rows).sum(dim=-1)
+    peak, k_star = a1_rows.max(dim=-1)
+    lower = peak * torch.where(top_indices[k_star, 0] == labels, second[k_star], first[k_star])
+    sure_hit = upper + tiny < at_label * (1 - tol)
+    sure_miss = lower > at_label * (1 + tol) + tiny
+    return sure_hit, sure_miss
 
 
 def _screened_hits(
@@ -184,13 +254,15 @@ def _screened_hits(
     """How many ``rows`` of ``a1 @ a2`` (N, N) have their argmax at ``labels`` (and how many rows
     needed the exact float32 check); exact, mostly in bf16 (``a1_low``, ``a2_low``: bf16 copies).
 
-    The whole product in float32 is the costliest part of the accuracy (2N³ FLOPs, ~0.5 s of a
-    4096-cell CPU step). A bfloat16 product (4-7x faster on CPUs with bf16 units) decides almost
+    The whole product in float32 is the costliest part of the accuracy (2N³ FLOPs; 0.5 s at 4096
+    cells on an AMX machine, 1.1 s on one core of a Xeon without AMX). A bfloat16 product (where it
+    is the faster one: this code first said 4-7x on CPUs with bf16 units, not re-measured) decides almost
     every row: all entries are non-negative, so rounding the inputs and the output to 8 bits and
     accumulating in float32 moves each entry by at most ``tol`` of itself. A row whose best rival
     column is below ``at_label · (1 - tol)`` certainly has its argmax at the label; one whose
     rival is above ``at_label · (1 + tol)`` certainly has not. Only the rows in between, if any,
-    get their exact float32 row.
+    get their exact float32 row. Only where bf16 matmuls are fast (:func:`fast_bf16_matmul`):
+    without AMX, x86 bf16 matmuls can run at half the fp32 speed, and the plain fp32 product wins.
     """
     n = a2.shape[0]
     tol = 1.25 * (3 * 2.0**-9 + n * 2.0**-24)  # inputs and output rounded to bf16; fp32 sums

@@ -1,4 +1,4 @@
-"""CPU floating-point mode for GMRW.
+"""CPU floating-point mode for GMRW, and what this CPU's bfloat16 matmuls are worth.
 
 Softmax over thousands of cells (the global matching) and the swin mask's exp(-100) produce
 probabilities and gradients below 1.2e-38, float32's smallest normal number. x86 CPUs handle
@@ -11,6 +11,9 @@ and need nothing.
 
 from __future__ import annotations
 
+import functools
+import time
+
 import torch
 
 
@@ -21,3 +24,40 @@ def flush_denormals(enabled: bool = True) -> bool:
     the model on the CPU from a notebook. Returns False where the CPU does not support the mode.
     """
     return bool(torch.set_flush_denormal(enabled))
+
+
+_PROBE_SIDE = 1024  # a 2-GFLOP product: long enough to time, ~20-40 ms per dtype on one core
+BF16_ADVANTAGE = 1.5  # how much faster bf16 must be before a bf16 path with fp32 fix-ups pays
+
+
+@functools.cache
+def bf16_matmul_speedup() -> float:
+    """How many times faster a large bfloat16 matmul runs than a float32 one on this CPU, timed once
+    per process (best of 2 after a warm-up, at the current thread count).
+
+    CPUs differ widely here. With AMX tiles bf16 is the fast path (this project's earlier AMX
+    machine ran a whole bf16 training step 1.8x faster than fp32); on x86 cores with AVX-512 BF16
+    but no AMX it can be *slower* (measured 0.5x on an Intel Xeon whose AMX is not exposed:
+    oneDNN's bf16 kernel reached 63-84 GFLOP/s where MKL's fp32 one reached 124-148, one core).
+    Paths that only pay off with a fast bf16 unit ask this first.
+    """
+    g = torch.Generator().manual_seed(0)
+    a = torch.rand(_PROBE_SIDE, _PROBE_SIDE, generator=g)
+    b = torch.rand(_PROBE_SIDE, _PROBE_SIDE, generator=g)
+
+    def best(x: torch.Tensor, y: torch.Tensor) -> float:
+        x @ y  # warm-up: kernel selection and first-touch allocations
+        times = []
+        for _ in range(2):
+            start = time.perf_counter()
+            x @ y
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    with torch.autocast("cpu", enabled=False):
+        return best(a, b) / best(a.bfloat16(), b.bfloat16())
+
+
+def fast_bf16_matmul() -> bool:
+    """True where :func:`bf16_matmul_speedup` is at least :data:`BF16_ADVANTAGE`."""
+    return bf16_matmul_speedup() >= BF16_ADVANTAGE

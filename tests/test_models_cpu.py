@@ -1,0 +1,19 @@
+"""The CPU probe that decides whether bf16 matmul paths are worth taking."""
+
+from __future__ import annotations
+
+import math
+
+from gmrw.models import cpu
+
+
+def test_bf16_speedup_is_measured_once_and_decides_fast_bf16(monkeypatch):
+    cpu.bf16_matmul_speedup.cache_clear()
+    first = cpu.bf16_matmul_speedup()
+    assert math.isfinite(first) and first > 0
+    assert cpu.bf16_matmul_speedup() == first  # cached: one probe per process
+    assert cpu.fast_bf16_matmul() == (first >= cpu.BF16_ADVANTAGE)
+    monkeypatch.setattr(cpu, "bf16_matmul_speedup", lambda: cpu.BF16_ADVANTAGE * 0.99)
+    assert not cpu.fast_bf16_matmul()
+    monkeypatch.setattr(cpu, "bf16_matmul_speedup", lambda: cpu.BF16_ADVANTAGE)
+    assert cpu.fast_bf16_matmul()
