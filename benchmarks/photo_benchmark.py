@@ -61,7 +61,9 @@ def run_tracker(name: str, examples: list[dict], fn) -> dict:
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--checkpoint", action="append", default=[], help="a gmrw .ckpt, run dir or .pth")
-    parser.add_argument("--setting", action="append", default=[], metavar="MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]")
+    parser.add_argument(
+        "--setting", action="append", default=[], metavar="MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]"
+    )
     parser.add_argument("--videos", type=int, default=16)
     parser.add_argument("--seed", type=int, default=0, help="which benchmark draw")
     parser.add_argument("--no-baselines", action="store_true")

@@ -124,6 +124,7 @@ def test_short_training_run_writes_track_videos(tmp_path):
         "data.val_sets.val_photos.num_videos=1",
         "data.val_sets.val_photos.num_frames=5",
         "model.tracking.processing_size=64",
+        "model.validation_tracking.processing_size=64",
         "validate_before_training=false",
     ]
     summary = train(compose_train(overrides, tmp_path))

@@ -32,6 +32,7 @@ SMALL = [
     "data.val_sets.val_photos.num_videos=1",
     "data.val_sets.val_photos.num_frames=4",
     "model.tracking.processing_size=64",
+    "model.validation_tracking.processing_size=64",
 ]
 
 
