@@ -179,7 +179,7 @@ def walk_accuracy(
             step = max(1, _CHUNK_ELEMENTS // n)
             for i in range(0, rows.numel(), step):
                 idx = rows[i : i + step]
-                count += ((a1[s, idx] @ a2[s]).argmax(dim=-1) == labels[s, idx]).sum()
+                count += _exact_hits(a1[s, idx], a2[s], labels[s, idx])
             hits = hits + count * weight
             continue
         # CPU, large maps: the full product is most of the accuracy's cost (2N³ FLOPs), so rows
@@ -200,9 +200,15 @@ def walk_accuracy(
             if low is not None:
                 count += _screened_hits(a1[s], a2[s], *low, idx, labels[s, idx], at_label[s, idx])[0]
             else:
-                count += ((a1[s, idx] @ a2[s]).argmax(dim=-1) == labels[s, idx]).sum()
+                count += _exact_hits(a1[s, idx], a2[s], labels[s, idx])
         hits = hits + count * weight
     return 100.0 * hits / (mask.sum() + MASK_EPS), sampled
+
+
+def _exact_hits(a1_rows: torch.Tensor, a2: torch.Tensor, row_labels: torch.Tensor) -> torch.Tensor:
+    """How many rows of the float32 product ``a1_rows @ a2`` ((r, N) @ (N, N)) have their argmax
+    at their label ``row_labels`` (r,)."""
+    return ((a1_rows @ a2).argmax(dim=-1) == row_labels).sum()
 
 
 def _bounded_rows(
@@ -273,5 +279,5 @@ def _screened_hits(
     unsure = ~sure_hit & (rival <= at_label * (1 + tol))
     count, checked = sure_hit.sum(), int(unsure.sum())
     if checked:
-        count = count + ((a1[rows[unsure]] @ a2).argmax(dim=-1) == labels[unsure]).sum()
+        count = count + _exact_hits(a1[rows[unsure]], a2, labels[unsure])
     return count, checked
