@@ -60,6 +60,20 @@ def test_fast_dev_run_default(tmp_path):
         assert 0.0 <= summary["last"][key] <= 1.0, key
 
 
+def test_bf16_on_a_cpu_without_fast_bf16_says_so(tmp_path, monkeypatch, caplog):
+    from gmrw.models import cpu
+
+    monkeypatch.setattr(cpu, "bf16_matmul_speedup", lambda: 0.5)
+    overrides = SMALL + ["logger=none", "trainer.precision=bf16-mixed", "trainer.max_steps=1"]
+    cfg = compose_train(
+        [*overrides, "validate_before_training=false", "trainer.val_check_interval=1"], tmp_path
+    )
+    with caplog.at_level("WARNING", logger="gmrw.train"):
+        summary = train(cfg)
+    assert summary["steps"] == 1
+    assert any("bfloat16 matmuls run at 0.50x" in r.getMessage() for r in caplog.records)
+
+
 @pytest.mark.slow
 def test_short_run_learns_and_writes_summary(tmp_path):
     overrides = [

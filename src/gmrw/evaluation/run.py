@@ -26,6 +26,7 @@ from gmrw.checkpoints import choose_checkpoint
 from gmrw.choices import FIRST_MODE_RULES, QUERY_MODES, ConfigError, check_choice
 from gmrw.evaluation.module import TapVidEvaluation
 from gmrw.models import CheckpointError, flush_denormals, load_model
+from gmrw.models.cpu import slow_bf16_warning
 from gmrw.tracking import resolve_options
 
 log = logging.getLogger("gmrw.eval")
@@ -141,6 +142,9 @@ def evaluate(cfg: DictConfig) -> dict:
     trainer_cfg["use_distributed_sampler"] = False  # the datamodule shards without padding
     trainer_cfg.setdefault("logger", False)
     trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, _convert_="partial")
+    slow_bf16 = slow_bf16_warning(trainer_cfg.get("accelerator", "cpu"), trainer_cfg.get("precision"))
+    if slow_bf16 and trainer.is_global_zero:
+        log.warning(slow_bf16)
 
     start = time.perf_counter()
     trainer.test(module, datamodule=datamodule, verbose=False)

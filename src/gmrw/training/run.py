@@ -33,6 +33,7 @@ from gmrw.checkpoints import (
     unfinished_writes,
 )
 from gmrw.choices import ConfigError
+from gmrw.models.cpu import slow_bf16_warning
 from gmrw.training.checkpoint_io import CheckpointWriteError
 
 log = logging.getLogger("gmrw.train")
@@ -175,6 +176,9 @@ def train(cfg: DictConfig) -> dict:
     trainer: pl.Trainer = hydra.utils.instantiate(
         trainer_cfg, callbacks=callbacks, logger=loggers or False, _convert_="partial"
     )
+    slow_bf16 = slow_bf16_warning(trainer_cfg.get("accelerator", "cpu"), trainer_cfg.get("precision"))
+    if slow_bf16 and trainer.is_global_zero:
+        log.warning(slow_bf16)
 
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
