@@ -25,6 +25,6 @@ def test_slow_bf16_warning_names_the_measured_speed(monkeypatch):
     assert message is not None and "0.53x" in message and "32-true" in message
     # nothing to say for float32, for GPUs, or where bf16 is at least as fast
     assert cpu.slow_bf16_warning("cpu", "32-true") is None
-    assert cpu.slow_bf16_warning("gpu", "bf16-mixed") is None
+    assert cpu.slow_bf16_warning("cuda", "bf16-mixed") is None
     monkeypatch.setattr(cpu, "bf16_matmul_speedup", lambda: 1.8)
     assert cpu.slow_bf16_warning("cpu", "bf16-mixed") is None

@@ -142,8 +142,10 @@ def evaluate(cfg: DictConfig) -> dict:
     trainer_cfg["use_distributed_sampler"] = False  # the datamodule shards without padding
     trainer_cfg.setdefault("logger", False)
     trainer: pl.Trainer = hydra.utils.instantiate(trainer_cfg, _convert_="partial")
-    slow_bf16 = slow_bf16_warning(trainer_cfg.get("accelerator", "cpu"), trainer_cfg.get("precision"))
-    if slow_bf16 and trainer.is_global_zero:
+    # Rank 0 only (the probe times matmuls), on what the Trainer resolved ("auto", "bf16" aliases).
+    if trainer.is_global_zero and (
+        slow_bf16 := slow_bf16_warning(trainer.strategy.root_device.type, trainer.precision)
+    ):
         log.warning(slow_bf16)
 
     start = time.perf_counter()

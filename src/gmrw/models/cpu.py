@@ -63,15 +63,16 @@ def fast_bf16_matmul() -> bool:
     return bf16_matmul_speedup() >= BF16_ADVANTAGE
 
 
-def slow_bf16_warning(accelerator: str, precision: str | int | None) -> str | None:
+def slow_bf16_warning(device_type: str, precision: str | int | None) -> str | None:
     """A warning for a run that asks for bfloat16 autocast on a CPU whose bf16 matmuls are not
-    faster than float32 ones (``accelerator`` and ``precision`` as the Trainer's), else None.
+    faster than float32 ones, else None. ``device_type``: where the run computes ("cpu", "cuda",
+    ...); ``precision``: as the Trainer resolved it ("bf16-mixed", "32-true", ...).
 
     On such CPUs (x86 without AMX) bf16-mixed runs the whole model slower than 32-true (measured
     on an AVX-512 BF16 Xeon: a 256x256 training step 5.6 s against 3.7 s on two threads), which is
     the opposite of what people choose it for. Times the probe only when both apply.
     """
-    if str(accelerator) != "cpu" or not str(precision).startswith("bf16"):
+    if device_type != "cpu" or not str(precision).startswith("bf16"):
         return None
     speedup = bf16_matmul_speedup()
     if speedup >= 1.0:

@@ -176,8 +176,10 @@ def train(cfg: DictConfig) -> dict:
     trainer: pl.Trainer = hydra.utils.instantiate(
         trainer_cfg, callbacks=callbacks, logger=loggers or False, _convert_="partial"
     )
-    slow_bf16 = slow_bf16_warning(trainer_cfg.get("accelerator", "cpu"), trainer_cfg.get("precision"))
-    if slow_bf16 and trainer.is_global_zero:
+    # Rank 0 only (the probe times matmuls), on what the Trainer resolved ("auto", "bf16" aliases).
+    if trainer.is_global_zero and (
+        slow_bf16 := slow_bf16_warning(trainer.strategy.root_device.type, trainer.precision)
+    ):
         log.warning(slow_bf16)
 
     for logger in loggers:
