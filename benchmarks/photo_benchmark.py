@@ -27,8 +27,9 @@ import torch
 
 
 def score(example: dict, tracks: torch.Tensor, occluded: torch.Tensor) -> np.ndarray:
-    """(AJ, <δavg, OA) of one video's prediction."""
-    from gmrw.metrics.tapvid import compute_tapvid_metrics
+    """(AJ, <δavg, OA, then the fraction of visible points within each of THRESHOLDS px) of one
+    video's prediction."""
+    from gmrw.metrics.tapvid import THRESHOLDS, compute_tapvid_metrics
 
     m = compute_tapvid_metrics(
         example["query_points"][None],
@@ -38,7 +39,10 @@ def score(example: dict, tracks: torch.Tensor, occluded: torch.Tensor) -> np.nda
         tracks.reshape(1, *example["target_points"].shape),
         "first",
     )
-    return np.array([m["average_jaccard"][0], m["average_pts_within_thresh"][0], m["occlusion_accuracy"][0]])
+    within = [m[f"pts_within_{x}"][0] for x in THRESHOLDS]
+    return np.array(
+        [m["average_jaccard"][0], m["average_pts_within_thresh"][0], m["occlusion_accuracy"][0], *within]
+    )
 
 
 def run_tracker(name: str, examples: list[dict], fn) -> dict:
@@ -47,13 +51,16 @@ def run_tracker(name: str, examples: list[dict], fn) -> dict:
         tracks, occluded = fn(example)
         rows.append(score(example, tracks, occluded))
     rows = np.array(rows)
-    aj, delta, oa = np.nanmean(rows, axis=0)
+    means = np.nanmean(rows, axis=0)
+    aj, delta, oa = means[:3]
     return {
         "tracker": name,
         "aj": round(float(aj), 4),
         "delta_avg": round(float(delta), 4),
         "oa": round(float(oa), 4),
         "seconds_per_video": round((time.perf_counter() - start) / len(examples), 2),
+        # fraction of visible points within 1 / 2 / 4 / 8 / 16 px (THRESHOLDS), averaged over videos
+        "within": [round(float(v), 4) for v in means[3:]],
         "per_video_aj": [round(float(v), 4) for v in rows[:, 0]],
     }
 
@@ -65,8 +72,17 @@ def main(argv: list[str] | None = None) -> list[dict]:
         "--setting", action="append", default=[], metavar="MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]"
     )
     parser.add_argument("--videos", type=int, default=16)
+    parser.add_argument(
+        "--start", type=int, default=0, help="score videos START..VIDEOS-1 only (split a run over cores)"
+    )
     parser.add_argument("--seed", type=int, default=0, help="which benchmark draw")
     parser.add_argument("--no-baselines", action="store_true")
+    parser.add_argument(
+        "--fine",
+        choices=("on", "off", "both"),
+        default="on",
+        help="checkpoints with the fine-match step: track with it (on), with the coarse match only (off), or both",
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
 
@@ -76,7 +92,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
     gmrw.flush_denormals(True)
     dataset = PhotoTapVidDataset(num_videos=args.videos, seed=args.seed)
-    examples = [dataset[i] for i in range(len(dataset))]
+    examples = [dataset[i] for i in range(args.start, len(dataset))]
     results = []
     if not args.no_baselines:
         results.append(
@@ -97,7 +113,11 @@ def main(argv: list[str] | None = None) -> list[dict]:
             path = path / "checkpoints" / "last.ckpt"
         model = gmrw.load_model(path)
         settings = [s.split("@") for s in args.setting] or [[]]
-        for setting in settings:
+        has_fine = getattr(model, "fine_match", None) is not None
+        fine_modes = {"on": [True], "off": [False], "both": [True, False]}[args.fine] if has_fine else [None]
+        for setting, fine_on in [(s, f) for s in settings for f in fine_modes]:
+            if fine_on is not None:
+                model.fine_match_enabled = fine_on
             options = {}
             if setting:
                 options = {"mode": setting[0], "processing_size": int(setting[1])}
@@ -123,7 +143,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 if resolved.method != "weighted_sum"
                 else ""
             )
-            label = f"GMRW {path.name} ({resolved.mode}, {scale}{trip}{readout})"
+            step = {None: "", True: ", fine step", False: ", coarse only"}[fine_on]
+            label = f"GMRW {path.name} ({resolved.mode}, {scale}{trip}{readout}{step})"
 
             def fn(e, options=options, model=model):
                 tracks, occluded = gmrw.track(model, e["video"][None], e["query_points"][None], **options)
@@ -131,11 +152,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
 
             results.append(run_tracker(label, examples, fn))
             print(f"{label}: AJ {results[-1]['aj']:.3f}", flush=True)
-    print(f"| tracker ({args.videos} videos) | AJ | <δavg | OA | s/video |")
-    print("|---|---|---|---|---|")
+    print(f"| tracker ({len(examples)} videos) | AJ | <δavg | OA | within 1 / 2 / 4 / 8 / 16 px | s/video |")
+    print("|---|---|---|---|---|---|")
     for r in results:
+        within = " / ".join(f"{v:.2f}" for v in r["within"])
         print(
-            f"| {r['tracker']} | {r['aj']:.3f} | {r['delta_avg']:.3f} | {r['oa']:.3f} | {r['seconds_per_video']} |"
+            f"| {r['tracker']} | {r['aj']:.3f} | {r['delta_avg']:.3f} | {r['oa']:.3f} | {within} "
+            f"| {r['seconds_per_video']} |"
         )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2) + "\n")

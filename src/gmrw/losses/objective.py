@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from gmrw.losses.fine_walk import fine_walk_loss
 from gmrw.losses.random_walk import affine_labels, masked_nll, walk_accuracy, walk_terms
 from gmrw.losses.smoothness import edge_aware_smoothness
 from gmrw.models.gmrw import GMRW
@@ -34,13 +35,16 @@ def walk_loss(
         0-d tensors: ``loss`` = cycle_loss + smoothness_weight * smoothness_loss, ``cycle_loss``,
         ``accuracy`` (percent of cells whose walk returns home), ``smoothness_loss`` (0 when the
         model's flag is off), ``accuracy_rows_sampled`` (0 when the accuracy is exact over every
-        cell, else the number of rows it was estimated on).
+        cell, else the number of rows it was estimated on). With the model's fine-match step on,
+        ``loss`` also adds ``fine_match["weight"]`` × ``fine_loss`` (the fine walk,
+        :func:`~gmrw.losses.fine_walk.fine_walk_loss`), and ``fine_accuracy``, ``fine_error``
+        (fine cells) and ``fine_rows`` are returned too.
     """
     if frames.ndim != 5 or frames.shape[1] != 4:
         raise ValueError(f"expected frames (B,4,3,H,W) [f1,f2,f2',f1'], got {tuple(frames.shape)}")
     height, width = frames.shape[-2:]
     f1, f2, f1_back = frames[:, 0], frames[:, 1], frames[:, 3]
-    a1, a2, (h, w) = model.walk_transitions(f1, f2, f1_back)
+    (a1, a2, (h, w)), fine = model.walk_with_fine(f1, f2, f1_back)
 
     labels, mask = affine_labels(affine_b2f, h, w)
     # P[i, ℓ(i)] (B, N) and, for the smoothness loss, each hop's expected target (B, N, 2)
@@ -55,10 +59,18 @@ def walk_loss(
         flows = resize_flow(flows, (height, width))
         images = torch.cat((f1, f2)).float() * (2.0 / 255.0) - 1.0
         smooth = edge_aware_smoothness(flows, images, model.smoothness_edge_constant)
-    return {
+    out = {
         "loss": cycle + smoothness_weight * smooth,
         "cycle_loss": cycle,
         "accuracy": accuracy,
         "smoothness_loss": smooth,
         "accuracy_rows_sampled": torch.tensor(rows_sampled),
     }
+    if fine is not None:
+        settings = model.fine_match
+        terms = fine_walk_loss(
+            fine, a1, a2, (h, w), affine_b2f, (height, width), settings["radius"], settings["coarse_window"]
+        )
+        out["loss"] = out["loss"] + settings["weight"] * terms["loss"]
+        out.update({f"fine_{name}": value for name, value in terms.items()})
+    return out

@@ -7,13 +7,16 @@ H/4 x W/4 cells, N = h*w, and transitions are (B, N, N) row-stochastic matrices.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gmrw.choices import check_flow_method
 from gmrw.models.backbone import CNNEncoder
+from gmrw.models.fine import FineFeatures, fine_flow, fine_match_points, fine_match_settings
 from gmrw.models.matching import flow_from_features, resize_flow, transition_from_features
 from gmrw.models.position import add_window_position
 from gmrw.models.transformer import FeatureTransformer
@@ -31,6 +34,10 @@ class Walk(NamedTuple):
     cells: tuple[int, int]
 
 
+#: The fine maps (B, Cf, 2h, 2w) of a walk's start, middle and end frames (fine-match step on).
+FineMaps = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+
 class GMRW(nn.Module):
     """CNN backbone + sine position code + feature transformer + global softmax matching.
 
@@ -40,6 +47,13 @@ class GMRW(nn.Module):
     checkpoints carry them with the architecture: ``flow_method``/``window`` (with
     "weighted_argmax" the walk's transitions are windowed around each row's argmax),
     ``smoothness_loss`` and ``smoothness_edge_constant``.
+
+    ``fine_match`` (None: off, the paper's model) turns on the learned sub-cell step of
+    :mod:`gmrw.models.fine`: a dict of :data:`~gmrw.models.fine.FINE_MATCH_DEFAULTS` keys. Then
+    :meth:`encode` carries the 1/2-resolution fine map in extra channels (``pixel_unshuffle``: the
+    output stays one (n, C + 4·Cf, h, w) tensor), :meth:`refine` transforms the first C channels
+    and passes the rest through, and :meth:`flow_from_features` refines every coarse match
+    locally. Setting :attr:`fine_match_enabled` False reads coarse matches only (an ablation).
     """
 
     def __init__(
@@ -58,6 +72,7 @@ class GMRW(nn.Module):
         smoothness_edge_constant: float = 150.0,
         activation_checkpointing: bool = False,
         pixel_divisor: float = 255.0,
+        fine_match: Mapping | None = None,
     ) -> None:
         super().__init__()
         check_flow_method(flow_method, window)
@@ -84,6 +99,10 @@ class GMRW(nn.Module):
         # How this model tracks best (gmrw.track's defaults for it; see gmrw.tracking.options).
         # Not a weight: load_model fills it from the checkpoint, the training module from its config.
         self.tracking_defaults: dict = {}
+        self.fine_match = fine_match_settings(fine_match)
+        # Only with the step on, so the paper's state dicts (no such keys) load strictly.
+        self.fine_features = FineFeatures(64, self.fine_match["channels"]) if self.fine_match else None
+        self.fine_match_enabled = True
         self.register_buffer("pixel_mean", torch.tensor(_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(_STD).view(1, 3, 1, 1), False)
 
@@ -99,21 +118,57 @@ class GMRW(nn.Module):
         return (images.float() / self.pixel_divisor - self.pixel_mean) / self.pixel_std
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
-        """(n,3,H,W) [0,255] → (n,C,H/4,W/4) backbone features with the window position code.
+        """(n,3,H,W) [0,255] → (n,C,H/4,W/4) backbone features with the window position code
+        (with the fine-match step on: (n, C + 4·Cf, H/4, W/4), the fine map in the extra channels).
 
         Per-image (instance norm), so frames shared by several pairs can be encoded once.
         """
-        feature = self.backbone(self.normalize(images))[0]
-        return add_window_position(feature, self.attn_splits)
+        if self.fine_features is None:
+            feature = self.backbone(self.normalize(images))[0]
+            return add_window_position(feature, self.attn_splits)
+        coarse, fine = self.encode_parts(images)
+        return torch.cat((coarse, F.pixel_unshuffle(fine, 2)), dim=1)
+
+    def encode_parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(n,3,H,W) [0,255] → coarse features (n,C,h,w) as :meth:`encode`, and the fine map
+        (n, Cf, 2h, 2w) (None with the step off)."""
+        if self.fine_features is None:
+            return self.encode(images), None
+        coarse, half = self.backbone.forward_with_half(self.normalize(images))
+        coarse = add_window_position(coarse, self.attn_splits)
+        fine = self.fine_features(half)
+        h, w = coarse.shape[-2:]
+        if fine.shape[-2:] != (2 * h, 2 * w):  # odd sizes: layer1's map is a cell short
+            fine = F.pad(fine, (0, 2 * w - fine.shape[-1], 0, 2 * h - fine.shape[-2]), mode="replicate")
+        return coarse, fine
+
+    def split_features(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """:meth:`encode`/:meth:`refine` output (n, C[+4·Cf], h, w) → the coarse features (n,C,h,w)
+        and the fine map (n, Cf, 2h, 2w) or None (step off, or features without it)."""
+        c = self.feature_channels
+        if self.fine_features is None or feature.shape[1] == c:
+            return feature, None
+        # channels-last, the layout of the transformer's output: the matching kernels then run on
+        # the same memory layout as without the step, and give bit-identical matches
+        coarse = feature[:, :c].contiguous(memory_format=torch.channels_last)
+        return coarse, F.pixel_shuffle(feature[:, c:], 2)
 
     def refine(
         self, feature_src: torch.Tensor, feature_dst: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Encoded pairs (B,C,h,w) x2 → transformer-refined (B,C,h,w) x2 (depends on the pair)."""
-        return self.transformer(feature_src, feature_dst, self.attn_splits)
+        """Encoded pairs (B,C,h,w) x2 → transformer-refined (B,C,h,w) x2 (depends on the pair).
+        With the fine-match step, the channels after the first C (the fine map) pass through."""
+        c = self.feature_channels
+        if self.fine_features is None or feature_src.shape[1] == c:
+            return self.transformer(feature_src, feature_dst, self.attn_splits)
+        src, dst = self.transformer(
+            feature_src[:, :c].contiguous(), feature_dst[:, :c].contiguous(), self.attn_splits
+        )
+        return torch.cat((src, feature_src[:, c:]), dim=1), torch.cat((dst, feature_dst[:, c:]), dim=1)
 
     def pair_features(self, src: torch.Tensor, dst: torch.Tensor):
-        """(B,3,H,W) x2 [0,255] → refined features (B,C,h,w) x2; one backbone call for both."""
+        """(B,3,H,W) x2 [0,255] → refined features (B,C,h,w) x2 (as :meth:`refine`); one
+        backbone call for both."""
         encoded = self.encode(torch.cat((src, dst), dim=0))
         return self.refine(*encoded.chunk(2, dim=0))
 
@@ -121,7 +176,10 @@ class GMRW(nn.Module):
     def transition(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         """(B,3,H,W) x2 [0,255] → (B, h*w, h*w): row i is the distribution of source cell i
         (row-major) over all target cells; rows sum to 1. No window is applied."""
-        return transition_from_features(*self.pair_features(src, dst), self.temperature)
+        feature_src, feature_dst = self.pair_features(src, dst)
+        return transition_from_features(
+            self.split_features(feature_src)[0], self.split_features(feature_dst)[0], self.temperature
+        )
 
     def flow(
         self,
@@ -150,25 +208,81 @@ class GMRW(nn.Module):
         window: float | None = None,
         size: tuple[int, int] | None = None,
     ) -> torch.Tensor:
-        """Refined features (B,C,h,w) x2 → (B,2,H',W') flow; ``size`` None keeps (h, w) cells."""
-        flow = flow_from_features(feature_src, feature_dst, method, window, self.temperature)
+        """Refined features (B,C,h,w) x2 → (B,2,H',W') flow; ``size`` None keeps the grid's cells
+        ((h, w); (2h, 2w) fine cells when the fine-match step refines the matches).
+
+        ``method``/``window`` read the global match; with the fine-match step on (features from
+        :meth:`encode` carrying the fine map, :attr:`fine_match_enabled`) each match is then
+        moved to the expectation of the local softmax around it (:func:`gmrw.models.fine.fine_flow`).
+        """
+        coarse_src, fine_src = self.split_features(feature_src)
+        coarse_dst, fine_dst = self.split_features(feature_dst)
+        flow = flow_from_features(coarse_src, coarse_dst, method, window, self.temperature)
+        if fine_src is not None and fine_dst is not None and self.fine_match_enabled:
+            flow = fine_flow(fine_src, fine_dst, flow, self.fine_match["radius"])
         return resize_flow(flow, size) if size is not None else flow
+
+    def fine_match_points(
+        self,
+        feature_src: torch.Tensor,
+        feature_dst: torch.Tensor,
+        source_xy: torch.Tensor,
+        target_xy: torch.Tensor,
+        size: tuple[int, int],
+    ) -> torch.Tensor:
+        """The fine-match step on points, for read-outs that match query points only.
+
+        feature_src/dst: :meth:`refine` outputs (B, C + 4·Cf, h, w) of one pair each; source_xy
+        (B, P, 2): the points (x, y) in pixels of ``size`` (H, W), the frame the model input was
+        resized from (corner-aligned, as the tracker resizes); target_xy (B, P, 2): their coarse
+        matches in the same pixels. Returns the refined matches (B, P, 2) in those pixels; the
+        targets unchanged when the step is off or disabled.
+        """
+        _, fine_src = self.split_features(feature_src)
+        _, fine_dst = self.split_features(feature_dst)
+        if fine_src is None or fine_dst is None or not self.fine_match_enabled:
+            return target_xy
+        height, width = size
+        h2, w2 = fine_src.shape[-2:]
+        # frame pixel → model pixel (corner-aligned resize to 2*w2 x 2*h2) → fine cell (model px / 2)
+        to_fine = torch.tensor(
+            [(2 * w2 - 1) / max(width - 1, 1) / 2, (2 * h2 - 1) / max(height - 1, 1) / 2],
+            device=target_xy.device,
+        )
+        refined = fine_match_points(
+            fine_src,
+            fine_dst,
+            source_xy.float() * to_fine,
+            target_xy.float() * to_fine,
+            self.fine_match["radius"],
+        )
+        return refined / to_fine
 
     # ---- the walk ---------------------------------------------------------------------------
     def walk_transitions(self, start: torch.Tensor, middle: torch.Tensor, end: torch.Tensor) -> Walk:
+        """(B,3,H,W) x3 in [0,255] → the two hops of the walk start → middle → end (see
+        :meth:`walk_with_fine`, which also gives the fine maps)."""
+        return self.walk_with_fine(start, middle, end)[0]
+
+    def walk_with_fine(
+        self, start: torch.Tensor, middle: torch.Tensor, end: torch.Tensor
+    ) -> tuple[Walk, FineMaps | None]:
         """(B,3,H,W) x3 in [0,255] → the two hops of the walk start → middle → end, what the
-        training objective (:func:`gmrw.losses.walk_loss`) reads.
+        training objective (:func:`gmrw.losses.walk_loss`) reads, and with the fine-match step on
+        the three frames' fine maps (:data:`FineMaps`; else None), what its fine walk reads.
 
         Each hop is (B, h*w, h*w) row-stochastic over the target's cells; with ``flow_method``
         "weighted_argmax" each row is windowed around its argmax, as the paper trained.
         """
         b = start.shape[0]
         # The middle frame is in both pairs; instance norm is per image, so one backbone pass per frame.
-        e1, e2, e3 = self.encode(torch.cat((start, middle, end), dim=0)).chunk(3, dim=0)
+        coarse, fine = self.encode_parts(torch.cat((start, middle, end), dim=0))
+        e1, e2, e3 = coarse.chunk(3, dim=0)
         src, dst = self.refine(torch.cat((e1, e2)), torch.cat((e2, e3)))
         window = self.window if self.flow_method == "weighted_argmax" else None
         # One transition per hop rather than slices of one (2B, N, N) tensor: a slice's gradient
         # is a zero-filled copy of the whole tensor, 128 MiB per hop at 256x256.
         first = transition_from_features(src[:b], dst[:b], self.temperature, window)
         second = transition_from_features(src[b:], dst[b:], self.temperature, window)
-        return Walk(first, second, (int(src.shape[-2]), int(src.shape[-1])))
+        fine_maps = tuple(fine.chunk(3, dim=0)) if fine is not None else None
+        return Walk(first, second, (int(src.shape[-2]), int(src.shape[-1]))), fine_maps

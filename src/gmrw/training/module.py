@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Mapping
 
 import numpy as np
 import pytorch_lightning as pl
@@ -88,7 +89,12 @@ class GMRWLitModule(pl.LightningModule):
         tracking = {k: v for k, v in dict(tracking or {}).items() if v is not None}
         TrackingOptions(**tracking)  # fails now, naming the option, rather than at the first validation
         validation_tracking = {k: v for k, v in dict(validation_tracking or {}).items() if v is not None}
-        net = {k: v for k, v in dict(net).items() if k not in _LEGACY_NET_KEYS}
+        # Nested settings (fine_match) as plain dicts: checkpoints must load with the weights-only loader.
+        net = {
+            k: dict(v) if isinstance(v, Mapping) else v
+            for k, v in dict(net).items()
+            if k not in _LEGACY_NET_KEYS
+        }
         check_choice(validation.get("query_mode", "first"), QUERY_MODES, "validation query mode")
         # Plain containers only: checkpoints must stay loadable with torch's weights-only loader.
         self.save_hyperparameters(
@@ -143,6 +149,9 @@ class GMRWLitModule(pl.LightningModule):
         self.log("train/accuracy", out["accuracy"], prog_bar=True, batch_size=batch_size)
         self.log("train/smoothness_loss", out["smoothness_loss"], batch_size=batch_size)
         self.log("train/smoothness_weight", weight, batch_size=batch_size)
+        for name in ("fine_loss", "fine_accuracy", "fine_error", "fine_rows"):
+            if name in out:  # the fine-match step's walk (gmrw.losses.fine_walk)
+                self.log(f"train/{name}", out[name], batch_size=batch_size)
         if out["accuracy_rows_sampled"] > 0:
             # above 4096 cells accuracy is estimated on a random subset of rows: say on how many
             self.log(
