@@ -11,6 +11,7 @@ from gmrw.losses.fine_walk import bilinear_targets, fine_labels, fine_walk_loss
 from gmrw.models import GMRW
 from gmrw.models.checkpoint import load_model
 from gmrw.models.fine import (
+    LocalMaps,
     coarse_flow_at,
     fine_flow,
     fine_match_points,
@@ -61,6 +62,9 @@ def test_settings_are_completed_and_checked():
         "radius": 2,
         "weight": 1.0,
         "coarse_window": 2.0,
+        "temperature": 0.07,
+        "pixel_channels": 0,
+        "pixel_radius": 2,
     }
     with pytest.raises(ValueError, match="unknown fine_match"):
         fine_match_settings({"radious": 2})
@@ -89,10 +93,10 @@ def test_encode_carries_the_fine_map_and_refine_passes_it_through():
     with torch.no_grad():
         encoded = model.encode(x)
         assert encoded.shape == (2, 32 + 4 * 8, 10, 10)
-        coarse, fine = model.encode_parts(x)
-        assert fine.shape == (2, 8, 20, 20)
+        coarse, maps = model.encode_parts(x)
+        assert maps.half.shape == (2, 8, 20, 20) and maps.full is None
         split = model.split_features(encoded)
-        assert torch.equal(split[0], coarse) and torch.equal(split[1], fine)
+        assert torch.equal(split[0], coarse) and torch.equal(split[1].half, maps.half)
         # the tracking code indexes, concatenates and repeats encodings along dim 0
         src, dst = model.refine(encoded[[0]], encoded[[1, 0]][:1].repeat(1, 1, 1, 1))
         assert src.shape == encoded[:1].shape
@@ -124,28 +128,28 @@ def test_step_off_is_bit_identical_to_the_model_without_it():
 def test_fine_match_finds_a_known_shift():
     """Distinct features shifted by (2, -1) cells: a coarse guess one cell off is moved to the
     true target."""
-    # one-hot features x 20 (one channel per cell): the true cell scores 20² / sqrt(144) = 33, the
+    # one-hot features (one channel per cell) at temperature 0.03: the true cell scores 33, the
     # others 0, so they keep < 25·e^-33 of the softmax
-    src = torch.eye(144).reshape(1, 144, 12, 12) * 20
+    src = torch.eye(144).reshape(1, 144, 12, 12)
     dst = torch.roll(src, shifts=(-1, 2), dims=(2, 3))  # dst(x + 2, y - 1) = src(x, y)
     grid = grid_positions(12, 12)[None]
     guess = grid + torch.tensor([1.0, 0.0])  # one cell off
-    refined = fine_match_points(src, dst, None, guess, radius=2)
+    refined = fine_match_points(src, dst, None, guess, radius=2, temperature=0.03)
     truth = grid + torch.tensor([2.0, -1.0])
     interior = ((truth >= 0) & (truth <= 11)).all(-1)  # roll wraps around at the border
     assert (refined - truth)[interior].abs().max() < 1e-3
     # the same points given explicitly (bilinear sampling at integer positions is exact)
-    assert torch.allclose(fine_match_points(src, dst, grid, guess, radius=2), refined, atol=1e-5)
+    assert torch.allclose(fine_match_points(src, dst, grid, guess, 2, 0.03), refined, atol=1e-5)
 
 
 def test_fine_flow_is_the_point_step_on_the_upsampled_coarse_flow():
     g = torch.Generator().manual_seed(1)
     src, dst = torch.randn(2, 8, 10, 12, generator=g), torch.randn(2, 8, 10, 12, generator=g)
     coarse = torch.randn(2, 2, 5, 6, generator=g)
-    flow = fine_flow(src, dst, coarse, radius=1)
+    flow = fine_flow(src, dst, coarse, radius=1, temperature=0.5)
     assert flow.shape == (2, 2, 10, 12)
     grid = grid_positions(10, 12)[None].expand(2, -1, -1)
-    targets = fine_match_points(src, dst, None, grid + coarse_flow_at(coarse, grid), 1)
+    targets = fine_match_points(src, dst, None, grid + coarse_flow_at(coarse, grid), 1, 0.5)
     assert torch.allclose(flow.flatten(2).transpose(1, 2), targets - grid)
     # a uniform coarse flow of (1, -0.5) cells is 2 and -1 fine cells everywhere
     uniform = torch.tensor([1.0, -0.5]).view(1, 2, 1, 1).expand(2, 2, 5, 6)
@@ -194,13 +198,13 @@ def test_fine_walk_rows_need_a_coarse_walk_that_comes_home():
     every row whose label lies on the map is, and the loss is finite."""
     b, c, h, w = 1, 8, 8, 8
     g = torch.Generator().manual_seed(0)
-    fine = tuple(torch.randn(b, c, 2 * h, 2 * w, generator=g) for _ in range(3))
+    fine = tuple(LocalMaps(torch.randn(b, c, 2 * h, 2 * w, generator=g), None) for _ in range(3))
     identity = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])
     n = h * w
     uniform = torch.full((b, n, n), 1.0 / n)
-    out = fine_walk_loss(fine, uniform, uniform, (h, w), identity, (32, 32), 2, 2.0)
+    out = fine_walk_loss(fine, uniform, uniform, (h, w), identity, (32, 32), 2, 2.0, 0.1)
     eye = torch.eye(n)[None]
-    home = fine_walk_loss(fine, eye, eye, (h, w), identity, (32, 32), 2, 2.0)
+    home = fine_walk_loss(fine, eye, eye, (h, w), identity, (32, 32), 2, 2.0, 0.1)
     assert out["rows"] < home["rows"] and home["rows"] > 0.9
     assert torch.isfinite(home["loss"])
 
@@ -209,12 +213,13 @@ def one_hop_error(model: GMRW, frames: torch.Tensor, affines: torch.Tensor) -> f
     """Mean distance (fine cells) between the step's match f1 → f1' and the crop affine's truth,
     from coarse guesses one cell off in x and y: what the fine step must fix."""
     with torch.no_grad():
-        _, fine = model.encode_parts(torch.cat((frames[:, 0], frames[:, 3])))
-        f1, f3 = fine.chunk(2)
+        _, maps = model.encode_parts(torch.cat((frames[:, 0], frames[:, 3])))
+        f1, f3 = maps.half.chunk(2)
         b, _, h2, w2 = f1.shape
         grid = grid_positions(h2, w2).expand(b, -1, -1)
         truth = fine_labels(affines, grid, tuple(frames.shape[-2:]))
-        refined = fine_match_points(f1, f3, None, truth + 1.0, model.fine_match["radius"])
+        settings = model.fine_match
+        refined = fine_match_points(f1, f3, None, truth + 1.0, settings["radius"], settings["temperature"])
         inside = (truth >= 1).all(-1) & (truth[..., 0] <= w2 - 2) & (truth[..., 1] <= h2 - 2)
         return float((refined - truth).norm(dim=-1)[inside].mean())
 
@@ -252,14 +257,60 @@ def test_point_read_out_in_pixels_is_the_step_on_fine_cells():
     g = torch.Generator().manual_seed(4)
     with torch.no_grad():
         src, dst = model.refine(*model.encode(x).chunk(2))
-        _, fine_src = model.split_features(src)
-        _, fine_dst = model.split_features(dst)
+        fine_src = model.split_features(src)[1].half
+        fine_dst = model.split_features(dst)[1].half
         points = torch.rand(1, 10, 2, generator=g) * 31
         targets = points + torch.randn(1, 10, 2, generator=g) * 3
         refined = model.fine_match_points(src, dst, points, targets, (32, 32))
+        settings = model.fine_match
         expected = 2 * fine_match_points(
-            fine_src, fine_dst, points / 2, targets / 2, model.fine_match["radius"]
+            fine_src, fine_dst, points / 2, targets / 2, settings["radius"], settings["temperature"]
         )
         assert torch.allclose(refined, expected, atol=1e-5)
         model.fine_match_enabled = False
         assert torch.equal(model.fine_match_points(src, dst, points, targets, (32, 32)), targets)
+
+
+PIXEL = {"channels": 8, "radius": 2, "pixel_channels": 4, "pixel_radius": 1}
+
+
+def test_the_full_resolution_level_refines_to_pixels():
+    """With ``pixel_channels`` the encoding carries a (n, Cp, 4h, 4w) map too; the flow is read on
+    the full-resolution grid, and its point read-out matches it at the pixels."""
+    model = tiny(PIXEL).eval()
+    x = images(2, 40)
+    with torch.no_grad():
+        encoded = model.encode(x)
+        assert encoded.shape == (2, 32 + 4 * 8 + 16 * 4, 10, 10)
+        coarse, maps = model.encode_parts(x)
+        assert maps.full.shape == (2, 4, 40, 40)
+        split = model.split_features(encoded)[1]
+        assert torch.equal(split.half, maps.half) and torch.equal(split.full, maps.full)
+        src, dst = model.refine(*encoded.chunk(2))
+        flow = model.flow_from_features(src, dst, "weighted_argmax", 2.0)
+        assert flow.shape == (1, 2, 40, 40)  # size None: the full-resolution grid
+        # points at the model's own size (model pixel = 2 x fine cell = full-resolution pixel):
+        # the 1/2-resolution step, then the full-resolution one around its result
+        g = torch.Generator().manual_seed(5)
+        points = torch.rand(1, 12, 2, generator=g) * 39
+        targets = points + torch.randn(1, 12, 2, generator=g) * 3
+        settings = model.fine_match
+        half = 2 * fine_match_points(
+            maps.half[:1], maps.half[1:], points / 2, targets / 2, settings["radius"], settings["temperature"]
+        )
+        expected = fine_match_points(
+            maps.full[:1], maps.full[1:], points, half, settings["pixel_radius"], settings["temperature"]
+        )
+        assert torch.allclose(
+            model.fine_match_points(src, dst, points, targets, (40, 40)), expected, atol=1e-4
+        )
+
+
+def test_fine_walk_with_the_full_resolution_level_trains_both_levels():
+    model = tiny(PIXEL).train()
+    frames, affines = clips(2)
+    out = walk_loss(model, frames, affines)
+    assert {"fine_pixel_loss", "fine_pixel_error"} <= set(out)
+    out["loss"].backward()
+    for head in (model.fine_features.conv2, model.pixel_features.mix, model.pixel_features.conv1):
+        assert head.weight.grad is not None and head.weight.grad.abs().sum() > 0

@@ -17,9 +17,12 @@ noise. Of those, at most ``max_rows`` per image are walked, evenly spread.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 
 from gmrw.models.fine import (
+    LocalMaps,
     coarse_flow_at,
     gather_window,
     grid_positions,
@@ -75,8 +78,54 @@ def spread_rows(counted: torch.Tensor, max_rows: int) -> torch.Tensor:
     return rows
 
 
+class LocalWalk(NamedTuple):
+    """One level's walk on R rows: ``nll`` (R,) the loss per row; ``middle`` (R, 2) the first hop's
+    expected position (detached), the next level's window centre; ``home`` (R,) bool, the walk
+    peaks at the label's nearest cell; ``error`` (R,) distance of its expected return from the label."""
+
+    nll: torch.Tensor
+    middle: torch.Tensor
+    home: torch.Tensor
+    error: torch.Tensor
+
+
+def local_walk(
+    queries: torch.Tensor,
+    middle_map: torch.Tensor,
+    end_map: torch.Tensor,
+    middle_xy: torch.Tensor,
+    labels: torch.Tensor,
+    radius: int,
+    temperature: float,
+) -> LocalWalk:
+    """The walk p → (2r+1)² cells around ``middle_xy`` in the middle frame → (2r+1)² cells around
+    ``labels`` in the end frame, for R rows of one image.
+
+    queries (R, C): the start frame's features at the rows; middle_map, end_map (1, C, H, W);
+    middle_xy (R, 2): where the window of the first hop is centred; labels (R, 2): where the crop
+    affine sends the rows (continuous), all in cells of the maps.
+    """
+    scale = 1.0 / temperature
+    offsets = window_offsets(radius, queries.device)
+    h, w = end_map.shape[-2:]
+    centers1 = window_centers(middle_xy[None], h, w)
+    centers2 = window_centers(labels[None], h, w)
+    keys1, inside1 = gather_window(middle_map, centers1, offsets)  # (1, R, K, C)
+    keys2, inside2 = gather_window(end_map, centers2, offsets)  # (1, R, L, C)
+    a1 = masked_softmax(torch.einsum("bpc,bpkc->bpk", queries[None] * scale, keys1), inside1)
+    a2 = masked_softmax(torch.einsum("bpkc,bplc->bpkl", keys1 * scale, keys2), inside2.unsqueeze(2))
+    walk = torch.einsum("bpk,bpkl->bpl", a1, a2)[0]  # (R, L)
+    with torch.no_grad():
+        targets = bilinear_targets(labels[None], centers2, radius)[0]
+        middle = centers1[0].float() + a1[0] @ offsets.float()
+        home = walk.argmax(-1) == radius * (2 * radius + 1) + radius  # the window's centre cell
+        error = (centers2[0].float() + walk @ offsets.float() - labels).norm(dim=-1)
+    nll = -(targets * torch.log(walk + LOG_EPS)).sum(-1)
+    return LocalWalk(nll, middle, home, error)
+
+
 def fine_walk_loss(
-    fine: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    fine: tuple[LocalMaps, LocalMaps, LocalMaps],
     first: torch.Tensor,
     second: torch.Tensor,
     cells: tuple[int, int],
@@ -84,31 +133,35 @@ def fine_walk_loss(
     image_size: tuple[int, int],
     radius: int,
     coarse_window: float,
+    temperature: float,
+    pixel_radius: int = 2,
     max_rows: int = MAX_ROWS,
 ) -> dict[str, torch.Tensor]:
     """The fine walk's loss and how well it walks.
 
     Args:
-        fine: fine maps (B, Cf, H2, W2) of f1, f2, f1' (:meth:`gmrw.models.GMRW.walk_with_fine`).
+        fine: the step's maps of f1, f2, f1' (:meth:`gmrw.models.GMRW.walk_with_fine`).
         first, second: the global walk's hops (B, N, N) (only read, without gradient).
         cells: (h, w) of the global walk.
         affine_b2f: (B, 2, 3) the clip's crop affine; image_size: (H, W) of the crops.
-        radius: the windows' radius r (fine cells); coarse_window: the coarse read-out's window.
+        radius: the windows' radius r (fine cells); coarse_window: the coarse read-out's window;
+        temperature: the softmaxes' (the features are unit vectors); pixel_radius: the
+            full-resolution level's windows' (pixels), when the maps have that level.
         max_rows: counted rows walked per image, evenly spread (the walk's cost is
             O(rows · (2r+1)⁴ · Cf); 512 rows of a 128² crop's 4096 give the same gradient direction
             at an eighth of the cost).
 
     Returns:
-        0-d tensors: ``loss`` (mean cross-entropy over the walked rows), ``accuracy`` (percent of
-        them whose walk peaks at ℓ(p)'s nearest cell), ``error`` (mean distance, in fine cells, of
-        the walk's expected return from ℓ(p)), ``rows`` (fraction of rows counted, before the cap).
+        0-d tensors: ``loss`` (mean cross-entropy over the walked rows, both levels' summed),
+        ``accuracy`` (percent of them whose 1/2-resolution walk peaks at ℓ(p)'s nearest cell),
+        ``error`` (mean distance, in fine cells, of that walk's expected return from ℓ(p)),
+        ``rows`` (fraction of rows counted, before the cap); with the full-resolution level also
+        ``pixel_loss`` and ``pixel_error`` (pixels).
     """
     f1, f2, f3 = fine
-    b, c, h2, w2 = f1.shape
+    b, c, h2, w2 = f1.half.shape
     h, w = cells
-    scale = c**-0.5
-    offsets = window_offsets(radius, f1.device)
-    grid = grid_positions(h2, w2, f1.device).expand(b, -1, -1)
+    grid = grid_positions(h2, w2, f1.half.device).expand(b, -1, -1)
     with torch.no_grad():
         flow1 = flow_from_transition(first.detach().float(), h, w, "weighted_argmax", coarse_window)
         flow2 = flow_from_transition(second.detach().float(), h, w, "weighted_argmax", coarse_window)
@@ -119,39 +172,55 @@ def fine_walk_loss(
         counted = on_map & ((back - labels).abs().amax(-1) <= radius)
         rows = [spread_rows(counted[i], max_rows) for i in range(b)]
 
-    nll, home, error = [], [], []
+    walks, pixel_walks = [], []
     for i, picked in enumerate(rows):
         if not picked.numel():
             continue
-        label = labels[i, picked][None]  # (1, R, 2)
-        centers1 = window_centers(middle[i, picked][None], h2, w2)
-        centers2 = window_centers(label, h2, w2)
-        keys1, inside1 = gather_window(f2[i : i + 1], centers1, offsets)  # (1, R, K, C)
-        keys2, inside2 = gather_window(f3[i : i + 1], centers2, offsets)  # (1, R, L, C)
-        queries = f1[i].flatten(1).t()[picked][None] * scale  # (1, R, C)
-        a1 = masked_softmax(torch.einsum("bpc,bpkc->bpk", queries, keys1), inside1)
-        a2 = masked_softmax(torch.einsum("bpkc,bplc->bpkl", keys1 * scale, keys2), inside2.unsqueeze(2))
-        walk = torch.einsum("bpk,bpkl->bpl", a1, a2)[0]  # (R, L)
-        with torch.no_grad():
-            targets = bilinear_targets(label, centers2, radius)[0]
-            home.append(walk.argmax(-1) == radius * (2 * radius + 1) + radius)  # the window's centre
-            expected = centers2[0].float() + walk @ offsets.float()
-            error.append((expected - label[0]).norm(dim=-1))
-        nll.append(-(targets * torch.log(walk + LOG_EPS)).sum(-1))
-    if not nll:  # no coarse walk came home (an untrained model): nothing to learn from yet
-        zero = f1.sum() * 0.0
-        return {
-            "loss": zero,
-            "accuracy": zero.detach(),
-            "error": zero.detach(),
-            "rows": counted.float().mean(),
-        }
+        queries = f1.half[i].flatten(1).t()[picked]  # (R, C)
+        walk = local_walk(
+            queries,
+            f2.half[i : i + 1],
+            f3.half[i : i + 1],
+            middle[i, picked],
+            labels[i, picked],
+            radius,
+            temperature,
+        )
+        walks.append(walk)
+        if f1.full is not None:
+            # full-resolution pixel 2p, around where the 1/2-resolution first hop went (x2)
+            full_w = f1.full.shape[-1]
+            pixel_index = (2 * grid[0, picked, 1] * full_w + 2 * grid[0, picked, 0]).long()
+            pixel_queries = f1.full[i].flatten(1).t()[pixel_index]
+            pixel_walks.append(
+                local_walk(
+                    pixel_queries,
+                    f2.full[i : i + 1],
+                    f3.full[i : i + 1],
+                    2 * walk.middle,
+                    2 * labels[i, picked],
+                    pixel_radius,
+                    temperature,
+                )
+            )
+    fraction = counted.float().mean()
+    if not walks:  # no coarse walk came home (an untrained model): nothing to learn from yet
+        zero = sum(m.sum() for m in f1 if m is not None) * 0.0
+        out = {"loss": zero, "accuracy": zero.detach(), "error": zero.detach(), "rows": fraction}
+        if f1.full is not None:
+            out.update({"pixel_loss": zero.detach(), "pixel_error": zero.detach()})
+        return out
+    loss = torch.cat([walk.nll for walk in walks]).mean()
     with torch.no_grad():
-        accuracy = 100.0 * torch.cat(home).float().mean()
-        mean_error = torch.cat(error).mean()
-    return {
-        "loss": torch.cat(nll).mean(),
-        "accuracy": accuracy,
-        "error": mean_error,
-        "rows": counted.float().mean(),
-    }
+        out = {
+            "accuracy": 100.0 * torch.cat([walk.home for walk in walks]).float().mean(),
+            "error": torch.cat([walk.error for walk in walks]).mean(),
+            "rows": fraction,
+        }
+    if pixel_walks:
+        pixel_loss = torch.cat([walk.nll for walk in pixel_walks]).mean()
+        out["pixel_loss"] = pixel_loss.detach()
+        out["pixel_error"] = torch.cat([walk.error for walk in pixel_walks]).mean()
+        loss = loss + pixel_loss
+    out["loss"] = loss
+    return out

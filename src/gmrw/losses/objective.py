@@ -69,7 +69,16 @@ def walk_loss(
     if fine is not None:
         settings = model.fine_match
         terms = fine_walk_loss(
-            fine, a1, a2, (h, w), affine_b2f, (height, width), settings["radius"], settings["coarse_window"]
+            fine,
+            a1,
+            a2,
+            (h, w),
+            affine_b2f,
+            (height, width),
+            settings["radius"],
+            settings["coarse_window"],
+            settings["temperature"],
+            settings["pixel_radius"],
         )
         out["loss"] = out["loss"] + settings["weight"] * terms["loss"]
         out.update({f"fine_{name}": value for name, value in terms.items()})

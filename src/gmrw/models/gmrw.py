@@ -16,7 +16,14 @@ from torch import nn
 
 from gmrw.choices import check_flow_method
 from gmrw.models.backbone import CNNEncoder
-from gmrw.models.fine import FineFeatures, fine_flow, fine_match_points, fine_match_settings
+from gmrw.models.fine import (
+    FineFeatures,
+    LocalMaps,
+    PixelFeatures,
+    fine_flow,
+    fine_match_points,
+    fine_match_settings,
+)
 from gmrw.models.matching import flow_from_features, resize_flow, transition_from_features
 from gmrw.models.position import add_window_position
 from gmrw.models.transformer import FeatureTransformer
@@ -34,8 +41,16 @@ class Walk(NamedTuple):
     cells: tuple[int, int]
 
 
-#: The fine maps (B, Cf, 2h, 2w) of a walk's start, middle and end frames (fine-match step on).
-FineMaps = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+#: The fine-match step's maps of a walk's start, middle and end frames.
+FineMaps = tuple[LocalMaps, LocalMaps, LocalMaps]
+
+
+def _pad_to(feature: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(n, C, H', W') → (n, C, height, width), replicating the last row/column: at sizes that are not
+    multiples of 4 the 1/2 and full maps are a cell short of 2x / 4x the coarse grid."""
+    if feature.shape[-2:] == (height, width):
+        return feature
+    return F.pad(feature, (0, width - feature.shape[-1], 0, height - feature.shape[-2]), mode="replicate")
 
 
 class GMRW(nn.Module):
@@ -50,10 +65,11 @@ class GMRW(nn.Module):
 
     ``fine_match`` (None: off, the paper's model) turns on the learned sub-cell step of
     :mod:`gmrw.models.fine`: a dict of :data:`~gmrw.models.fine.FINE_MATCH_DEFAULTS` keys. Then
-    :meth:`encode` carries the 1/2-resolution fine map in extra channels (``pixel_unshuffle``: the
-    output stays one (n, C + 4·Cf, h, w) tensor), :meth:`refine` transforms the first C channels
-    and passes the rest through, and :meth:`flow_from_features` refines every coarse match
-    locally. Setting :attr:`fine_match_enabled` False reads coarse matches only (an ablation).
+    :meth:`encode` carries the 1/2-resolution fine map (and the full-resolution one, with
+    ``pixel_channels``) in extra channels (``pixel_unshuffle``: the output stays one
+    (n, C + 4·Cf [+ 16·Cp], h, w) tensor), :meth:`refine` transforms the first C channels and passes
+    the rest through, and :meth:`flow_from_features` refines every coarse match locally. Setting
+    :attr:`fine_match_enabled` False reads coarse matches only (an ablation).
     """
 
     def __init__(
@@ -102,6 +118,8 @@ class GMRW(nn.Module):
         self.fine_match = fine_match_settings(fine_match)
         # Only with the step on, so the paper's state dicts (no such keys) load strictly.
         self.fine_features = FineFeatures(64, self.fine_match["channels"]) if self.fine_match else None
+        pixel_channels = self.fine_match["pixel_channels"] if self.fine_match else 0
+        self.pixel_features = PixelFeatures(pixel_channels) if pixel_channels else None
         self.fine_match_enabled = True
         self.register_buffer("pixel_mean", torch.tensor(_MEAN).view(1, 3, 1, 1), False)
         self.register_buffer("pixel_std", torch.tensor(_STD).view(1, 3, 1, 1), False)
@@ -119,39 +137,47 @@ class GMRW(nn.Module):
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """(n,3,H,W) [0,255] → (n,C,H/4,W/4) backbone features with the window position code
-        (with the fine-match step on: (n, C + 4·Cf, H/4, W/4), the fine map in the extra channels).
+        (with the fine-match step on: (n, C + 4·Cf [+ 16·Cp], H/4, W/4), its maps in the extra channels).
 
         Per-image (instance norm), so frames shared by several pairs can be encoded once.
         """
         if self.fine_features is None:
             feature = self.backbone(self.normalize(images))[0]
             return add_window_position(feature, self.attn_splits)
-        coarse, fine = self.encode_parts(images)
-        return torch.cat((coarse, F.pixel_unshuffle(fine, 2)), dim=1)
+        coarse, maps = self.encode_parts(images)
+        parts = [coarse, F.pixel_unshuffle(maps.half, 2)]
+        if maps.full is not None:
+            parts.append(F.pixel_unshuffle(maps.full, 4))
+        return torch.cat(parts, dim=1)
 
-    def encode_parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(n,3,H,W) [0,255] → coarse features (n,C,h,w) as :meth:`encode`, and the fine map
-        (n, Cf, 2h, 2w) (None with the step off)."""
+    def encode_parts(self, images: torch.Tensor) -> tuple[torch.Tensor, LocalMaps | None]:
+        """(n,3,H,W) [0,255] → coarse features (n,C,h,w) as :meth:`encode`, and the fine-match
+        step's maps (None with the step off)."""
         if self.fine_features is None:
             return self.encode(images), None
-        coarse, half = self.backbone.forward_with_half(self.normalize(images))
+        normalized = self.normalize(images)
+        coarse, half = self.backbone.forward_with_half(normalized)
         coarse = add_window_position(coarse, self.attn_splits)
-        fine = self.fine_features(half)
         h, w = coarse.shape[-2:]
-        if fine.shape[-2:] != (2 * h, 2 * w):  # odd sizes: layer1's map is a cell short
-            fine = F.pad(fine, (0, 2 * w - fine.shape[-1], 0, 2 * h - fine.shape[-2]), mode="replicate")
-        return coarse, fine
+        fine = _pad_to(self.fine_features(half), 2 * h, 2 * w)
+        full = None
+        if self.pixel_features is not None:
+            full = _pad_to(self.pixel_features(normalized, half), 4 * h, 4 * w)
+        return coarse, LocalMaps(fine, full)
 
-    def split_features(self, feature: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """:meth:`encode`/:meth:`refine` output (n, C[+4·Cf], h, w) → the coarse features (n,C,h,w)
-        and the fine map (n, Cf, 2h, 2w) or None (step off, or features without it)."""
+    def split_features(self, feature: torch.Tensor) -> tuple[torch.Tensor, LocalMaps | None]:
+        """:meth:`encode`/:meth:`refine` output (n, C[+4·Cf[+16·Cp]], h, w) → the coarse features
+        (n,C,h,w) and the step's maps, or None (step off, or features without them)."""
         c = self.feature_channels
         if self.fine_features is None or feature.shape[1] == c:
             return feature, None
         # channels-last, the layout of the transformer's output: the matching kernels then run on
         # the same memory layout as without the step, and give bit-identical matches
         coarse = feature[:, :c].contiguous(memory_format=torch.channels_last)
-        return coarse, F.pixel_shuffle(feature[:, c:], 2)
+        cf = 4 * self.fine_match["channels"]
+        fine = F.pixel_shuffle(feature[:, c : c + cf], 2)
+        full = F.pixel_shuffle(feature[:, c + cf :], 4) if self.pixel_features is not None else None
+        return coarse, LocalMaps(fine, full)
 
     def refine(
         self, feature_src: torch.Tensor, feature_dst: torch.Tensor
@@ -209,17 +235,22 @@ class GMRW(nn.Module):
         size: tuple[int, int] | None = None,
     ) -> torch.Tensor:
         """Refined features (B,C,h,w) x2 → (B,2,H',W') flow; ``size`` None keeps the grid's cells
-        ((h, w); (2h, 2w) fine cells when the fine-match step refines the matches).
+        ((h, w); with the fine-match step, the cells of its finest map: (2h, 2w) or (4h, 4w)).
 
         ``method``/``window`` read the global match; with the fine-match step on (features from
         :meth:`encode` carrying the fine map, :attr:`fine_match_enabled`) each match is then
         moved to the expectation of the local softmax around it (:func:`gmrw.models.fine.fine_flow`).
         """
-        coarse_src, fine_src = self.split_features(feature_src)
-        coarse_dst, fine_dst = self.split_features(feature_dst)
+        coarse_src, maps_src = self.split_features(feature_src)
+        coarse_dst, maps_dst = self.split_features(feature_dst)
         flow = flow_from_features(coarse_src, coarse_dst, method, window, self.temperature)
-        if fine_src is not None and fine_dst is not None and self.fine_match_enabled:
-            flow = fine_flow(fine_src, fine_dst, flow, self.fine_match["radius"])
+        if maps_src is not None and maps_dst is not None and self.fine_match_enabled:
+            settings = self.fine_match
+            flow = fine_flow(maps_src.half, maps_dst.half, flow, settings["radius"], settings["temperature"])
+            if maps_src.full is not None:
+                flow = fine_flow(
+                    maps_src.full, maps_dst.full, flow, settings["pixel_radius"], settings["temperature"]
+                )
         return resize_flow(flow, size) if size is not None else flow
 
     def fine_match_points(
@@ -238,25 +269,36 @@ class GMRW(nn.Module):
         matches in the same pixels. Returns the refined matches (B, P, 2) in those pixels; the
         targets unchanged when the step is off or disabled.
         """
-        _, fine_src = self.split_features(feature_src)
-        _, fine_dst = self.split_features(feature_dst)
-        if fine_src is None or fine_dst is None or not self.fine_match_enabled:
+        coarse, maps_src = self.split_features(feature_src)
+        _, maps_dst = self.split_features(feature_dst)
+        if maps_src is None or maps_dst is None or not self.fine_match_enabled:
             return target_xy
+        settings = self.fine_match
         height, width = size
-        h2, w2 = fine_src.shape[-2:]
-        # frame pixel → model pixel (corner-aligned resize to 2*w2 x 2*h2) → fine cell (model px / 2)
-        to_fine = torch.tensor(
-            [(2 * w2 - 1) / max(width - 1, 1) / 2, (2 * h2 - 1) / max(height - 1, 1) / 2],
-            device=target_xy.device,
+        h, w = coarse.shape[-2:]
+        # frame pixel → model pixel (the corner-aligned resize to 4w x 4h) → fine cell (model px / 2)
+        to_model = torch.tensor(
+            [(4 * w - 1) / max(width - 1, 1), (4 * h - 1) / max(height - 1, 1)], device=target_xy.device
         )
-        refined = fine_match_points(
-            fine_src,
-            fine_dst,
-            source_xy.float() * to_fine,
-            target_xy.float() * to_fine,
-            self.fine_match["radius"],
+        source = source_xy.float() * to_model
+        refined = 2 * fine_match_points(
+            maps_src.half,
+            maps_dst.half,
+            source / 2,
+            target_xy.float() * to_model / 2,
+            settings["radius"],
+            settings["temperature"],
         )
-        return refined / to_fine
+        if maps_src.full is not None:
+            refined = fine_match_points(
+                maps_src.full,
+                maps_dst.full,
+                source,
+                refined,
+                settings["pixel_radius"],
+                settings["temperature"],
+            )
+        return refined / to_model
 
     # ---- the walk ---------------------------------------------------------------------------
     def walk_transitions(self, start: torch.Tensor, middle: torch.Tensor, end: torch.Tensor) -> Walk:
@@ -276,7 +318,7 @@ class GMRW(nn.Module):
         """
         b = start.shape[0]
         # The middle frame is in both pairs; instance norm is per image, so one backbone pass per frame.
-        coarse, fine = self.encode_parts(torch.cat((start, middle, end), dim=0))
+        coarse, maps = self.encode_parts(torch.cat((start, middle, end), dim=0))
         e1, e2, e3 = coarse.chunk(3, dim=0)
         src, dst = self.refine(torch.cat((e1, e2)), torch.cat((e2, e3)))
         window = self.window if self.flow_method == "weighted_argmax" else None
@@ -284,5 +326,9 @@ class GMRW(nn.Module):
         # is a zero-filled copy of the whole tensor, 128 MiB per hop at 256x256.
         first = transition_from_features(src[:b], dst[:b], self.temperature, window)
         second = transition_from_features(src[b:], dst[b:], self.temperature, window)
-        fine_maps = tuple(fine.chunk(3, dim=0)) if fine is not None else None
+        fine_maps = None
+        if maps is not None:
+            halves = maps.half.chunk(3, dim=0)
+            fulls = maps.full.chunk(3, dim=0) if maps.full is not None else (None,) * 3
+            fine_maps = tuple(LocalMaps(half, full) for half, full in zip(halves, fulls))
         return Walk(first, second, (int(src.shape[-2]), int(src.shape[-1]))), fine_maps

@@ -149,7 +149,14 @@ class GMRWLitModule(pl.LightningModule):
         self.log("train/accuracy", out["accuracy"], prog_bar=True, batch_size=batch_size)
         self.log("train/smoothness_loss", out["smoothness_loss"], batch_size=batch_size)
         self.log("train/smoothness_weight", weight, batch_size=batch_size)
-        for name in ("fine_loss", "fine_accuracy", "fine_error", "fine_rows"):
+        for name in (
+            "fine_loss",
+            "fine_accuracy",
+            "fine_error",
+            "fine_rows",
+            "fine_pixel_loss",
+            "fine_pixel_error",
+        ):
             if name in out:  # the fine-match step's walk (gmrw.losses.fine_walk)
                 self.log(f"train/{name}", out[name], batch_size=batch_size)
         if out["accuracy_rows_sampled"] > 0:
