@@ -40,7 +40,10 @@ class CheckpointError(ValueError):
     """The file is not a checkpoint this model can load."""
 
 
-def _read(path: str | os.PathLike, map_location) -> Any:
+def read_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> Any:
+    """The object stored in a checkpoint file, through torch's weights-only unpickler (the paper's
+    ``argparse.Namespace`` and ``torch.device`` allow-listed). Raises :class:`CheckpointError` for a
+    file that loader refuses, FileNotFoundError for a missing one."""
     try:
         with torch.serialization.safe_globals(_SAFE_GLOBALS):
             return torch.load(path, map_location=map_location, weights_only=True)
@@ -126,7 +129,7 @@ def load_model(
     """
     if checkpoint is None:
         return GMRW(**model_kwargs).eval()
-    obj = _read(checkpoint, map_location)
+    obj = read_checkpoint(checkpoint, map_location)
     state, stored = parse_checkpoint(obj)
     stored = {k: v for k, v in stored.items() if k in _constructor_names()}
     model = GMRW(**{**stored, **model_kwargs})

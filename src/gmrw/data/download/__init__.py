@@ -1,4 +1,5 @@
-"""``gmrw-data download``: fetch Kinetics-700-2020, TAP-Vid and Kubric MOVi-E into our readers' layouts.
+"""``gmrw-data download``: fetch Kinetics-700-2020, TAP-Vid and Kubric MOVi-E into our readers' layouts,
+and the paper's released checkpoints.
 
 * :mod:`~gmrw.data.download.registry`: where each dataset is published (the only module with URLs);
 * :mod:`~gmrw.data.download.plan`: the files of a download, from the publisher's own index;
@@ -6,7 +7,9 @@
 * :mod:`~gmrw.data.download.archives`: all-or-nothing unpacking into our layouts;
 * :mod:`~gmrw.data.download.runner`: the parallel run (:func:`~gmrw.data.download.runner.download`),
   skipping what is complete;
-* :mod:`~gmrw.data.download.progress` and :mod:`~gmrw.data.download.report`: what it prints.
+* :mod:`~gmrw.data.download.progress` and :mod:`~gmrw.data.download.report`: what it prints;
+* :mod:`~gmrw.data.download.weights`: the paper's released checkpoints (``gmrw_weights``), one zip
+  whose every checkpoint is loaded before it is kept.
 
 Nothing is imported here, so that reading the registry (``gmrw-data --help``) stays cheap.
 """

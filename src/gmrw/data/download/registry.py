@@ -130,3 +130,48 @@ NOT_DOWNLOADABLE = {
     "tapvid_kubric": "sampled from movi_e's validation split by our reader: download movi_e",
     "tapvid_kubric_tsv": "we know of no public URL for the paper's pre-generated validation_data.tsv",
 }
+
+
+#: The paper's released checkpoints: the Dropbox shared folder linked from the Evaluations section of
+#: the paper's README (github.com/ayshrv/gmrw). ``dl=1`` asks Dropbox for the whole folder as one zip,
+#: made on request: no size or checksum is published for it (sizes come from HEAD when Dropbox sends
+#: one), so every checkpoint is checked by loading it (:mod:`gmrw.data.download.weights`).
+GMRW_WEIGHTS_URL = (
+    "https://www.dropbox.com/scl/fo/2uutl18md0c83et2aw0oz/ADkl-RAW0fneflvSKjd3MB0"
+    "?rlkey=fk35z55x95t9mu6i7afbqkzp6&dl=1"
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsSpec:
+    """A zip of released checkpoints. ``files`` are the checkpoints it must hold, each with what the
+    publisher says it is (the report states what each file itself records)."""
+
+    name: str
+    title: str
+    url: str
+    files: dict[str, str]
+    config: str = ""
+
+
+WEIGHTS: dict[str, WeightsSpec] = {
+    spec.name: spec
+    for spec in (
+        WeightsSpec(
+            name="gmrw_weights",
+            title="the paper's released checkpoints (Dropbox folder linked from the paper's README)",
+            url=GMRW_WEIGHTS_URL,
+            files={
+                "kubric_73k.pth": "trained on Kubric MOVi-E (experiments/train_kubric.sh), step 73k",
+                "kinetics_144k.pth": (
+                    "trained on Kinetics-700-2020 to step 141k, then fine-tuned with the smoothness "
+                    "loss to 144k (experiments/train_kinetics{,_finetune}.sh)"
+                ),
+            },
+            config=(
+                "gmrw-eval eval_preset=kubric_davis_x4 paths.weights=DIR "
+                "paths.data_root=<the folder given to gmrw-data download tapvid_davis>"
+            ),
+        ),
+    )
+}
