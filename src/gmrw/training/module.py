@@ -69,7 +69,7 @@ class GMRWLitModule(pl.LightningModule):
         compile: compile the network's backbone and transformer with ``torch.compile`` when the
             trainer sets the module up (:func:`gmrw.models.compile_network`). Off by default: on the
             CPU it saves 8-10 % of an fp32 step but costs about a minute per input size, which
-            short runs do not repay, and bf16 steps got slower (README, "torch.compile").
+            short runs do not repay, and bf16 steps got slower (docs/performance.md, "torch.compile").
     """
 
     def __init__(
