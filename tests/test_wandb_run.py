@@ -8,6 +8,7 @@ import json
 import signal
 from pathlib import Path
 
+import hydra
 import pytest
 import torch
 
@@ -64,6 +65,27 @@ def test_record_is_written_whole(tmp_path):
     assert not list(tmp_path.glob(".*tmp"))
     (tmp_path / RUN_RECORD).write_text('{"id": ')  # damaged: as if there were none
     assert read_record(tmp_path) is None
+
+
+def test_wandb_settings_are_settable_on_the_command_line(tmp_path):
+    overrides = [
+        "logger.wandb.entity=my-lab",
+        "logger.wandb.group=lr_sweep",
+        "logger.wandb.job_type=finetune",
+        "logger.wandb.notes=first try",
+        "logger.wandb.id=abcd1234",
+        "tags=[kinetics,lr]",
+    ]
+    wandb = compose_train(overrides, tmp_path).logger.wandb
+    assert (wandb.entity, wandb.group, wandb.job_type, wandb.notes) == (
+        "my-lab",
+        "lr_sweep",
+        "finetune",
+        "first try",
+    )
+    assert list(wandb.tags) == ["kinetics", "lr"] and wandb.offline is True
+    logger = hydra.utils.instantiate(wandb)  # W&B itself starts only when something is logged
+    assert isinstance(logger, ContinuingWandbLogger) and logger.version == "abcd1234"
 
 
 def test_launch_rank_reads_the_launcher_variables():

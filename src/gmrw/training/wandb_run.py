@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,8 +75,13 @@ def write_record(folder: str | os.PathLike, record: RunRecord) -> None:
 
 
 def checkpoint_run_id(path: str | os.PathLike) -> str | None:
-    """The W&B run id a gmrw checkpoint was trained under, or None (older files, other loggers)."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    """The W&B run id a gmrw checkpoint was trained under, or None (older files, other loggers,
+    a file this loader cannot read: resuming reports those itself)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (OSError, RuntimeError, pickle.UnpicklingError) as error:
+        log.warning("cannot read the W&B run id of %s: %s", path, error)
+        return None
     value = checkpoint.get(CHECKPOINT_KEY) if isinstance(checkpoint, dict) else None
     return str(value) if value else None
 
@@ -183,10 +189,12 @@ class ContinuingWandbLogger(WandbLogger):
 
     @rank_zero_only
     def finish(self, exit_code: int = 0) -> None:
-        """End this process's part of the W&B run (it continues when the run starts again); a
-        later trainer in the same process then starts its own run instead of reusing this one."""
+        """End this process's part of the W&B run (it continues when the run starts again). A
+        later trainer in this process then starts its own W&B run instead of reusing this one, and
+        this logger, used again, resumes its run."""
         if self._experiment is not None and hasattr(self._experiment, "finish"):
             self._experiment.finish(exit_code=exit_code)
+            self._experiment = None
 
 
 class WandbRunKeeper(pl.Callback):

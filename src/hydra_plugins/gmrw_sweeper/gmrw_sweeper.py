@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 class GmrwSweeper(BasicSweeper):
     """Hydra's ``BasicSweeper`` for ``gmrw-train -m`` (see the module docstring)."""
 
+    def __init__(self, max_batch_size: int | None = None, params: dict[str, str] | None = None):
+        super().__init__(max_batch_size, params)
+        self.swept: list[str] = []  # the keys the sweep varies, which name the member folders
+
     def sweep(self, arguments: list[str]) -> list[Sequence[JobReturn]]:
         assert self.config is not None
         launcher = OmegaConf.select(self.config, "hydra.launcher._target_")
@@ -35,7 +39,7 @@ class GmrwSweeper(BasicSweeper):
         problem = launcher_problem(trainer, launcher)
         if problem is not None:
             raise SystemExit(f"gmrw-train: {problem}")
-        self._swept = swept_keys([*self._parse_config(), *arguments])
+        self.swept = swept_keys([*self._parse_config(), *arguments])
         try:
             returns = super().sweep(arguments)
         except (FailedJobError, UncompletedJobError) as error:
@@ -59,6 +63,6 @@ class GmrwSweeper(BasicSweeper):
         batch = super().get_job_batch()
         named = []
         for overrides in batch:
-            name = member_name(overrides, getattr(self, "_swept", []))
+            name = member_name(overrides, self.swept)
             named.append([*overrides, f"hydra.sweep.subdir='{name}'"] if name else list(overrides))
         return named
