@@ -63,3 +63,42 @@ def signal_at_step(step: int, signum: int):
                 signal.raise_signal(signum)
 
     return SignalAtStep()
+
+
+def read_wandb_log(path: Path) -> dict:
+    """A ``.wandb`` transaction log read back with wandb's own reader (``wandb leet inspect
+    --json``): ``{"run_id": str, "steps": [int, ...] (history rows in order), "keys": {step: set of
+    keys logged at it}, "config": dict (the run's config, merged), "media": [paths of logged files]}``."""
+    import json
+
+    import pytest
+
+    result = subprocess.run(
+        [str(BIN / "wandb"), "leet", "inspect", "--json", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    if result.returncode != 0 and "No such command" in result.stderr:
+        pytest.skip("this wandb has no `wandb leet inspect` to read .wandb files back")
+    assert result.returncode == 0, result.stderr[-2000:]
+    out = {"run_id": None, "steps": [], "keys": {}, "config": {}, "media": []}
+    for line in result.stdout.splitlines():
+        record = json.loads(line)
+        kind = record["type"]
+        if kind == "run":
+            out["run_id"] = record["run"]["run_id"]
+        elif kind == "history":
+            step = int(record["history"].get("step", {}).get("num", 0))
+            out["steps"].append(step)
+            out["keys"].setdefault(step, set()).update(record["history"]["item"])
+        elif kind == "config":
+            out["config"].update(record["config"].get("update", {}))
+        elif kind == "files":
+            out["media"] += [f["path"] for f in record["files"]["files"] if f["path"].startswith("media/")]
+    return out
+
+
+def wandb_logs(run_dir: Path) -> list[dict]:
+    """Every W&B log under ``<run_dir>/wandb``, oldest first (:func:`read_wandb_log`)."""
+    return [read_wandb_log(p) for p in sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))]

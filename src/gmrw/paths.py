@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import warnings
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +16,23 @@ RUN_NAME_RESOLVER = "gmrw_run_name"
 # Lightning's rule for "SLURM manages this process" (SLURMEnvironment.detect): an interactive
 # allocation's shell is not a batch job, and runs started from it keep timestamped names.
 _INTERACTIVE_SLURM_JOB_NAMES = ("bash", "interactive")
+
+# configs/hydra/launcher/submitit_local.yaml is the launcher plugin's config of that name with
+# gmrw's settings (a task per device, no one-hour limit). Hydra merges it onto the plugin's schema,
+# as intended, and warns about the shared name at every composition: in gmrw-train's process and
+# in every sweep member's job, which imports this module (the config's resolvers) before composing.
+warnings.filterwarnings(
+    "ignore", message=r"\s*'hydra/launcher/submitit_local' is validated against ConfigStore schema"
+)
+
+
+def slurm_batch_job(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether SLURM manages this process: a batch job or job step, not the shell of an
+    interactive allocation (Lightning's ``SLURMEnvironment.detect`` rule)."""
+    env = os.environ if environ is None else environ
+    return bool(env.get("SLURM_JOB_ID") or env.get("SLURM_NTASKS")) and (
+        env.get("SLURM_JOB_NAME") not in _INTERACTIVE_SLURM_JOB_NAMES
+    )
 
 
 def run_name(environ: Mapping[str, str] | None = None, now: datetime | None = None) -> str:
@@ -35,7 +53,7 @@ def run_name(environ: Mapping[str, str] | None = None, now: datetime | None = No
             )
         return explicit
     job_id = env.get("SLURM_JOB_ID")
-    if job_id and env.get("SLURM_JOB_NAME") not in _INTERACTIVE_SLURM_JOB_NAMES:
+    if job_id and slurm_batch_job(env):
         array_job, array_task = env.get("SLURM_ARRAY_JOB_ID"), env.get("SLURM_ARRAY_TASK_ID")
         if array_job and array_task:
             return f"slurm-{array_job}_{array_task}"

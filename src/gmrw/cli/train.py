@@ -2,7 +2,8 @@
 parsing and the one-line messages and exit codes of the outcomes that are not a traceback.
 
 Lightning's DDP re-runs this console script once per extra local rank and pins
-``hydra.run.dir`` to rank 0's, so every rank shares one run directory.
+``hydra.run.dir`` to rank 0's, so every rank shares one run directory. With ``-m`` each sweep
+member runs through :func:`gmrw.training.sweep_member.run_member` (docs/cluster.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import os
 import sys
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from gmrw.paths import config_dir
@@ -20,9 +23,14 @@ log = logging.getLogger("gmrw.train")
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="train")
-def main(cfg: DictConfig) -> None:
+def main(cfg: DictConfig) -> object:
     # Keep TensorFlow (Kubric reader) off GPUs and quiet, whatever the dataset.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if HydraConfig.get().mode == RunMode.MULTIRUN:
+        # A sweep member (`gmrw-train -m`) reports its failure to the sweep instead of exiting.
+        from gmrw.training.sweep_member import run_member
+
+        return run_member(cfg)
     from gmrw.choices import ConfigError
     from gmrw.training.checkpoint_io import CheckpointWriteError
     from gmrw.training.run import TrainingStopped, train

@@ -35,6 +35,7 @@ from gmrw.checkpoints import (
 from gmrw.choices import ConfigError
 from gmrw.models.cpu import slow_bf16_warning
 from gmrw.training.checkpoint_io import CheckpointWriteError
+from gmrw.training.wandb_run import instantiate_loggers
 
 log = logging.getLogger("gmrw.train")
 
@@ -162,7 +163,9 @@ def train(cfg: DictConfig) -> dict:
     callbacks.insert(0, stopper)
     if not any(isinstance(c, RunSummary) for c in callbacks):
         callbacks.append(RunSummary(str(output_dir)))
-    loggers = _instantiate_group(cfg.get("logger"))
+    # A W&B logger continues the run's own W&B run (gmrw.training.wandb_run).
+    loggers, logger_callbacks = instantiate_loggers(cfg.get("logger"), output_dir, ckpt_path)
+    callbacks.extend(logger_callbacks)
     if not loggers:
         # LearningRateMonitor refuses a logger-less trainer (there is nothing to log the rate to).
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]
