@@ -35,13 +35,18 @@ def test_readme_is_a_front_page():
 
 def hydra_overrides(args: list[str]) -> list[str] | None:
     """A documented command line's overrides as Hydra takes them: ``<run>``-style placeholders and
-    a value elided as ``…`` become a plain word; None for a line that elides arguments (``…``)."""
+    a value elided as ``…`` become a plain word, a ``-m`` sweep's ``a,b`` its first value; None for
+    a line that elides arguments (``…``)."""
+    sweep = "-m" in args or "--multirun" in args
     overrides = []
     for arg in args:
         if arg in ("--cfg", "job", "-m", "--multirun"):
             continue
         if "…" in arg.split("=", 1)[0]:
             return None
+        key, _, value = arg.partition("=")
+        if sweep and "," in value and value[:1] not in "[{'\"":
+            arg = f"{key}={value.split(',', 1)[0]}"  # a sweep: compose its first member
         overrides.append(PLACEHOLDER.sub("PLACEHOLDER", arg).replace("…", "ELIDED"))
     return overrides
 
