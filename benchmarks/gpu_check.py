@@ -481,7 +481,7 @@ def flow_section(sizes: Sizes, device: torch.device) -> dict:
 
 # ------------------------------------------------------------------------------------- eval
 def eval_section(sizes: Sizes, device: torch.device, workdir: Path) -> dict:
-    from gmrw.data.tiny import write_tapvid_pickle
+    from gmrw.datatools.tiny import write_tapvid_pickle
     from gmrw.evaluation.run import evaluate
 
     side = sizes.eval_side

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gmrw.choices import ConfigError
-from gmrw.data.tiny import write_tapvid_pickle
+from gmrw.datatools.tiny import write_tapvid_pickle
 from gmrw.evaluation.run import evaluate
 from helpers import compose_config, run_console
 
@@ -206,7 +206,7 @@ def test_ddp_two_ranks_score_every_video_once(tiny, tmp_path):
 
 def test_kubric_tsv_with_a_preset(tiny, tmp_path):
     """The Kubric presets read the paper's pre-sampled tsv; a preset's settings reach metrics.json."""
-    from gmrw.data.tiny import write_kubric_tsv
+    from gmrw.datatools.tiny import write_kubric_tsv
 
     tsv = write_kubric_tsv(tiny["root"] / "validation_data.tsv", num_videos=2, num_frames=5, size=32)
     overrides = [

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gmrw.data import tiny
+from gmrw.datatools import tiny
 
 GMRW_DATA = Path(sys.executable).parent / "gmrw-data"
 

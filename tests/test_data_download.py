@@ -15,14 +15,14 @@ import pytest
 
 from fake_publisher import CVDF, FakePublisher, Faults, add_movi_e, build_tree
 from gmrw.cli.data import main
-from gmrw.data.check import check_dataset
-from gmrw.data.download import archives, runner
-from gmrw.data.download.disk import human_bytes
-from gmrw.data.download.http import RetryPolicy, mirror_url
-from gmrw.data.download.plan import tfds_shard_names
-from gmrw.data.download.progress import Reporter, TerminalReporter
-from gmrw.data.download.report import summary_lines
-from gmrw.data.download.runner import DownloadSetupError, Options, download
+from gmrw.datatools.check import check_dataset
+from gmrw.datatools.download import archives, runner
+from gmrw.datatools.download.disk import human_bytes
+from gmrw.datatools.download.http import RetryPolicy, mirror_url
+from gmrw.datatools.download.plan import tfds_shard_names
+from gmrw.datatools.download.progress import Reporter, TerminalReporter
+from gmrw.datatools.download.report import summary_lines
+from gmrw.datatools.download.runner import DownloadSetupError, Options, download
 
 FAST = RetryPolicy(retries=3, backoff=0.01, max_backoff=0.05, connect_timeout=5, read_timeout=5)
 TRAIN_001 = "/kinetics/700_2020/train/k700_train_001.tar.gz"

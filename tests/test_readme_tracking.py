@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from gmrw.cli.track import main as gmrw_track
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.video import write_video
 from helpers import REPO
 

@@ -12,7 +12,7 @@ reference's validation_data.tsv).
 ``check`` prints counts, resolutions, frame counts and bad files; it exits 1 when the folder is
 unusable (missing, wrong layout, nothing readable) and, with ``--strict``, also when any bad file
 was found. ``tiny`` writes a tiny dataset in the real format (for smoke runs). ``download`` fetches
-a dataset from its publisher into the layout the readers take (:mod:`gmrw.data.download`); it exits 1
+a dataset from its publisher into the layout the readers take (:mod:`gmrw.datatools.download`); it exits 1
 when any file failed, 2 when it could not start, 130 when interrupted. ``photos`` writes the
 real-photo tracking benchmark (:mod:`gmrw.data.photo_videos`) as a ``tapvid_davis`` pickle, for
 ``gmrw-eval data=tapvid_davis data.path=FILE.pkl``.
@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_download(sub) -> None:
-    from gmrw.data.download.registry import DATASETS, NOT_DOWNLOADABLE
+    from gmrw.datatools.download.registry import DATASETS, NOT_DOWNLOADABLE
 
     names = "; ".join(f"{n}: {s.title}" for n, s in DATASETS.items())
     skipped = "; ".join(f"{n}: {why}" for n, why in NOT_DOWNLOADABLE.items())
@@ -95,10 +95,10 @@ def _non_negative(text: str) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from gmrw.data.download.http import RetryPolicy
-    from gmrw.data.download.progress import make_reporter
-    from gmrw.data.download.report import plan_lines, summary_lines
-    from gmrw.data.download.runner import DownloadSetupError, Options, download
+    from gmrw.datatools.download.http import RetryPolicy
+    from gmrw.datatools.download.progress import make_reporter
+    from gmrw.datatools.download.report import plan_lines, summary_lines
+    from gmrw.datatools.download.runner import DownloadSetupError, Options, download
 
     options = Options(
         workers=args.workers,
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "download":
         return _download(args)
     if args.command == "tiny":
-        from gmrw.data.tiny import write_tiny
+        from gmrw.datatools.tiny import write_tiny
 
         print(write_tiny(args.path, args.format))
         return 0
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(path)
         return 0
-    from gmrw.data.check import check_dataset, print_report
+    from gmrw.datatools.check import check_dataset, print_report
 
     report = check_dataset(args.path, args.format, limit=args.limit, quick=args.quick)
     print_report(report)

@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
-from gmrw.data.download.disk import InsufficientSpace, free_bytes, human_bytes
+from gmrw.datatools.download.disk import InsufficientSpace, free_bytes, human_bytes
 from gmrw.video import VIDEO_EXTENSIONS
 
 CHUNK = 1 << 20

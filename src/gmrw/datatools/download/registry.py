@@ -3,7 +3,7 @@
 Publishers give few sizes or checksums: the CVDF and tapnet give none (sizes come from HEAD requests),
 Kubric's TFDS build states each split's shard count and bytes in its ``dataset_info.json``, and Google
 Cloud Storage (tapnet's zips, Kubric's shards) sends each object's MD5 in an ``x-goog-hash`` header,
-which :mod:`gmrw.data.download.http` checks.
+which :mod:`gmrw.datatools.download.http` checks.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ MOVI_E_VERSION = "1.0.0"
 class DatasetSpec:
     """One downloadable dataset.
 
-    ``kind`` picks the planner (:data:`gmrw.data.download.plan.PLANNERS`); ``urls`` are its inputs;
+    ``kind`` picks the planner (:data:`gmrw.datatools.download.plan.PLANNERS`); ``urls`` are its inputs;
     ``checks`` are the ``gmrw-data check`` (format, path under DIR) pairs that must pass afterwards;
     ``note`` is printed after every run (what this command does not do).
     """

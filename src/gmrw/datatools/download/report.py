@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gmrw.data.download.disk import human_bytes
-from gmrw.data.download.http import mirror_url
-from gmrw.data.download.runner import Summary
+from gmrw.datatools.download.disk import human_bytes
+from gmrw.datatools.download.http import mirror_url
+from gmrw.datatools.download.runner import Summary
 
 
 def _space_lines(summary: Summary) -> list[str]:

@@ -14,12 +14,12 @@ import threading
 import time
 from pathlib import Path
 
-from gmrw.data.download.archives import ArchiveLayoutError, CorruptArchiveError
-from gmrw.data.download.disk import InsufficientSpace, free_bytes, human_bytes
-from gmrw.data.download.http import DownloadError, Fetcher, Interrupted, PermanentHTTPError, RetryPolicy
-from gmrw.data.download.plan import BOOKKEEPING, PLANNERS, Item, PlanContext, PlanError, cache_path
-from gmrw.data.download.progress import Reporter
-from gmrw.data.download.registry import DATASETS, NOT_DOWNLOADABLE, DatasetSpec
+from gmrw.datatools.download.archives import ArchiveLayoutError, CorruptArchiveError
+from gmrw.datatools.download.disk import InsufficientSpace, free_bytes, human_bytes
+from gmrw.datatools.download.http import DownloadError, Fetcher, Interrupted, PermanentHTTPError, RetryPolicy
+from gmrw.datatools.download.plan import BOOKKEEPING, PLANNERS, Item, PlanContext, PlanError, cache_path
+from gmrw.datatools.download.progress import Reporter
+from gmrw.datatools.download.registry import DATASETS, NOT_DOWNLOADABLE, DatasetSpec
 
 #: At most this many "left out of <archive>" lines per archive; the rest are counted.
 MAX_LEFT_OUT_LINES = 10
@@ -226,7 +226,7 @@ def download(
     options: Options | None = None,
     reporter: Reporter | None = None,
 ) -> Summary:
-    """Download dataset ``name`` into ``root`` (see :mod:`gmrw.data.download`).
+    """Download dataset ``name`` into ``root`` (see :mod:`gmrw.datatools.download`).
 
     Raises :class:`DownloadSetupError` when it cannot start; otherwise returns a :class:`Summary`
     (``summary.ok`` is False when any file failed or the run was interrupted).
