@@ -203,8 +203,9 @@ def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
 
 def fixture_outputs(fixtures: Path, device: torch.device) -> dict:
     """Our outputs on the fixtures' inputs, computed on ``device``, as CPU tensors."""
+    from gmrw.checkpoint import load_model
     from gmrw.losses import walk_loss
-    from gmrw.models import GMRW, load_model
+    from gmrw.models import GMRW
     from gmrw.tracking import track
 
     weights = torch.load(fixtures / "model.pt")["state_dict"]

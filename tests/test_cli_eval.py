@@ -56,9 +56,9 @@ def _args(tiny, *extra) -> list[str]:
 
 def _expected_rows(tiny, query_mode: str, first_mode_rule: str = "tapnet") -> dict[str, dict]:
     """Each video tracked and scored here, directly with gmrw.track and compute_tapvid_metrics."""
+    from gmrw.checkpoint import load_model
     from gmrw.data.tapvid import TapVidDataset
     from gmrw.metrics import compute_tapvid_metrics
-    from gmrw.models import load_model
     from gmrw.tracking import track
 
     model = load_model(tiny["checkpoint"])
@@ -124,9 +124,9 @@ def test_first_mode_rule_is_applied_and_recorded(tiny, tmp_path):
     assert report["settings"]["metrics"]["first_mode_rule"] == "reference_2022"
     assert report["settings"]["metrics"]["first_mode_rule_applies"] is True
     assert json.loads((tmp_path / "metrics.json").read_text()) == report
+    from gmrw.checkpoint import load_model
     from gmrw.data.tapvid import TapVidDataset
     from gmrw.metrics import compute_tapvid_metrics
-    from gmrw.models import load_model
     from gmrw.tracking import track
 
     model = load_model(tiny["checkpoint"])

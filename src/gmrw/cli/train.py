@@ -23,8 +23,8 @@ log = logging.getLogger("gmrw.train")
 def main(cfg: DictConfig) -> None:
     # Keep TensorFlow (Kubric reader) off GPUs and quiet, whatever the dataset.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    from gmrw.checkpoint.write import CheckpointWriteError
     from gmrw.choices import ConfigError
-    from gmrw.training.checkpoint_io import CheckpointWriteError
     from gmrw.training.run import TrainingStopped, train
 
     try:
