@@ -97,7 +97,7 @@ def _non_negative(text: str) -> int:
 def _download(args: argparse.Namespace) -> int:
     from gmrw.datatools.download.http import RetryPolicy
     from gmrw.datatools.download.progress import make_reporter
-    from gmrw.datatools.download.report import plan_lines, summary_lines
+    from gmrw.datatools.download.report import dry_run_failure, plan_lines, summary_lines
     from gmrw.datatools.download.runner import DownloadSetupError, Options, download
 
     options = Options(
@@ -117,6 +117,9 @@ def _download(args: argparse.Namespace) -> int:
         return 130
     lines = plan_lines(summary, args.mirror) if args.dry_run else summary_lines(summary)
     print("\n".join(lines))
+    failure = dry_run_failure(summary) if args.dry_run else None
+    if failure:
+        print(f"gmrw-data download: error: {failure}", file=sys.stderr)
     if summary.interrupted:
         return 130
     return 0 if summary.ok else 1
@@ -145,6 +148,10 @@ def main(argv: list[str] | None = None) -> int:
     from gmrw.datatools.check import check_dataset, print_report
 
     report = check_dataset(args.path, args.format, limit=args.limit, quick=args.quick)
+    if not report.splits:  # nothing could be read: no table, the reason in one line
+        for error in report.errors or ["nothing to check"]:
+            print(f"gmrw-data check: error: {error}", file=sys.stderr)
+        return 1
     print_report(report)
     if not report.usable:
         return 1
