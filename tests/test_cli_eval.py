@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gmrw.choices import ConfigError
-from gmrw.data.tiny import write_tapvid_pickle
+from gmrw.datatools.tiny import write_tapvid_pickle
 from gmrw.evaluation.run import evaluate
 from helpers import compose_config, run_console
 
@@ -56,9 +56,9 @@ def _args(tiny, *extra) -> list[str]:
 
 def _expected_rows(tiny, query_mode: str, first_mode_rule: str = "tapnet") -> dict[str, dict]:
     """Each video tracked and scored here, directly with gmrw.track and compute_tapvid_metrics."""
+    from gmrw.checkpoint import load_model
     from gmrw.data.tapvid import TapVidDataset
     from gmrw.metrics import compute_tapvid_metrics
-    from gmrw.models import load_model
     from gmrw.tracking import track
 
     model = load_model(tiny["checkpoint"])
@@ -124,9 +124,9 @@ def test_first_mode_rule_is_applied_and_recorded(tiny, tmp_path):
     assert report["settings"]["metrics"]["first_mode_rule"] == "reference_2022"
     assert report["settings"]["metrics"]["first_mode_rule_applies"] is True
     assert json.loads((tmp_path / "metrics.json").read_text()) == report
+    from gmrw.checkpoint import load_model
     from gmrw.data.tapvid import TapVidDataset
     from gmrw.metrics import compute_tapvid_metrics
-    from gmrw.models import load_model
     from gmrw.tracking import track
 
     model = load_model(tiny["checkpoint"])
@@ -206,7 +206,7 @@ def test_ddp_two_ranks_score_every_video_once(tiny, tmp_path):
 
 def test_kubric_tsv_with_a_preset(tiny, tmp_path):
     """The Kubric presets read the paper's pre-sampled tsv; a preset's settings reach metrics.json."""
-    from gmrw.data.tiny import write_kubric_tsv
+    from gmrw.datatools.tiny import write_kubric_tsv
 
     tsv = write_kubric_tsv(tiny["root"] / "validation_data.tsv", num_videos=2, num_frames=5, size=32)
     overrides = [

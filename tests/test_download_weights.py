@@ -19,13 +19,14 @@ import pytest
 import torch
 
 from fake_publisher import FakePublisher, Faults
+from gmrw.checkpoint import load_model
 from gmrw.cli.data import main
-from gmrw.data.download.http import RetryPolicy
-from gmrw.data.download.progress import Reporter
-from gmrw.data.download.registry import GMRW_WEIGHTS_URL, WEIGHTS
-from gmrw.data.download.runner import Options
-from gmrw.data.download.weights import download_weights, summary_lines
-from gmrw.models import GMRW, load_model
+from gmrw.datatools.download.http import RetryPolicy
+from gmrw.datatools.download.progress import Reporter
+from gmrw.datatools.download.registry import GMRW_WEIGHTS_URL, WEIGHTS
+from gmrw.datatools.download.runner import Options
+from gmrw.datatools.download.weights import download_weights, summary_lines
+from gmrw.models import GMRW
 
 FAST = RetryPolicy(retries=3, backoff=0.01, max_backoff=0.05, connect_timeout=5, read_timeout=5)
 ZIP_PATH = "/mirror/gmrw_weights.zip"
@@ -257,7 +258,7 @@ def test_dry_run_prints_the_plan_and_writes_nothing(www, tmp_path, capsys):
     assert f"GET {server.url}{ZIP_PATH}" in out and "loaded with gmrw.load_model" in out
     assert "expect kubric_73k.pth" in out and "expect kinetics_144k.pth" in out
     assert "disk: needs" in out and "free" in out
-    from gmrw.data.download.disk import human_bytes
+    from gmrw.datatools.download.disk import human_bytes
 
     assert human_bytes(size) in out and human_bytes(2 * size) in out
 
@@ -283,7 +284,7 @@ def test_the_reference_checkpoint_is_described_from_its_own_records(fixtures_dir
 def test_the_two_downloads_chain_into_an_eval_preset(www, tmp_path, capsys):
     """The README's commands: `gmrw-data download gmrw_weights W`, `gmrw-data download tapvid_davis D`,
     then one `gmrw-eval eval_preset=… paths.weights=W paths.data_root=D` finds both."""
-    from gmrw.data.tiny import write_tapvid_pickle
+    from gmrw.datatools.tiny import write_tapvid_pickle
     from gmrw.evaluation.run import evaluate
     from helpers import compose_config
 

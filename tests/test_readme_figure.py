@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image
 
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.video import write_video
 from helpers import REPO
 

@@ -11,7 +11,7 @@ import torch
 
 from doc_pages import DOCS, README, blocks, commands, section
 from gmrw.cli.track import main as gmrw_track
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.video import write_video
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import fake_slurm
-from gmrw.checkpoints import check_checkpoint
+from gmrw.checkpoint.choose import check_checkpoint
 from gmrw.training.sweeps import (
     BASIC_LAUNCHER,
     MemberOutcome,

@@ -9,7 +9,7 @@ import logging
 import hydra
 import pytest
 
-from gmrw.data import tiny
+from gmrw.datatools import tiny
 from helpers import compose_train, run_console
 
 EXPERIMENTS = ["kubric", "kinetics", "kinetics_finetune"]

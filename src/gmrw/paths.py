@@ -1,4 +1,5 @@
-"""Where the packaged Hydra configs live, from any working directory, and how training runs are named."""
+"""Where the packaged Hydra configs live, from any working directory, how a config is composed as the
+console scripts compose it, and how training runs are named."""
 
 from __future__ import annotations
 
@@ -86,3 +87,32 @@ def config_dir() -> Path:
     raise FileNotFoundError(
         f"gmrw's configs were found neither at {source_tree} nor at {packaged}; reinstall the package"
     )
+
+
+def compose_config(config_name: str, overrides: list[str], output_dir: str | os.PathLike | None = None):
+    """The composed ``config_name`` config (``train``, ``eval``) for command-line style ``overrides``,
+    as ``gmrw-train`` / ``gmrw-eval`` would compose it, without their argument parsing: for a notebook
+    (``gmrw.training.run.train(compose_config("train", [...], "runs/mine"))``), tests and benchmarks.
+
+    With ``output_dir`` the run directory is set there, as Hydra's launcher would set it (Hydra's
+    own node is then dropped, as a real run's task function never sees it); without, the config
+    keeps its ``hydra`` node and nothing is registered.
+    """
+    # Hydra is imported here so that the run-name resolver above stays cheap to import.
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict, read_write
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
+        cfg = compose(config_name, overrides=overrides, return_hydra_config=True)
+    if output_dir is not None:
+        # The composed hydra node is read-only; this stands in for the launcher that sets it.
+        with read_write(cfg), open_dict(cfg):
+            cfg.paths.output_dir = str(output_dir)
+            cfg.hydra.runtime.output_dir = str(output_dir)
+        HydraConfig.instance().set_config(cfg)
+        with read_write(cfg), open_dict(cfg):
+            del cfg["hydra"]
+    return cfg

@@ -31,8 +31,8 @@ def main(cfg: DictConfig) -> object:
         from gmrw.training.sweep_member import run_member
 
         return run_member(cfg)
+    from gmrw.checkpoint.write import CheckpointWriteError
     from gmrw.choices import ConfigError
-    from gmrw.training.checkpoint_io import CheckpointWriteError
     from gmrw.training.run import TrainingStopped, train
 
     try:

@@ -22,10 +22,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gmrw import __version__
-from gmrw.checkpoints import choose_checkpoint
+from gmrw.checkpoint import CheckpointError, choose_checkpoint, load_model
 from gmrw.choices import FIRST_MODE_RULES, QUERY_MODES, ConfigError, check_choice
 from gmrw.evaluation.module import TapVidEvaluation
-from gmrw.models import CheckpointError, flush_denormals, load_model
+from gmrw.models import flush_denormals
 from gmrw.models.cpu import slow_bf16_warning
 from gmrw.tracking import resolve_options
 

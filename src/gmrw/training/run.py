@@ -3,7 +3,7 @@
 Builds the datamodule, the module and the trainer from the config, resumes where the run
 directory (or ``ckpt_path``) says, and turns preemption and full disks into one-line errors.
 
-Preemption: checkpoints are written atomically (:mod:`gmrw.training.checkpoint_io`); SIGTERM or
+Preemption: checkpoints are written atomically (:mod:`gmrw.checkpoint.write`); SIGTERM or
 SIGUSR1 saves ``last.ckpt`` and stops with :class:`TrainingStopped` (exit code 128 + the signal's
 number; :mod:`gmrw.callbacks.preemption`); a run whose directory already holds checkpoints (a
 requeued SLURM job, a restarted torchrun, ``GMRW_RUN_NAME`` reused) resumes from the newest intact one.
@@ -24,17 +24,17 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gmrw.callbacks.preemption import StopOnSignal
 from gmrw.callbacks.summary import RunSummary
-from gmrw.checkpoints import (
+from gmrw.checkpoint.choose import (
     CheckpointChoice,
     CheckpointProblem,
     choose_checkpoint,
     newest_intact_checkpoint,
     unfinished_write_note,
-    unfinished_writes,
 )
+from gmrw.checkpoint.layout import unfinished_writes
+from gmrw.checkpoint.write import CheckpointWriteError
 from gmrw.choices import ConfigError
 from gmrw.models.cpu import slow_bf16_warning
-from gmrw.training.checkpoint_io import CheckpointWriteError
 from gmrw.training.wandb_run import instantiate_loggers
 
 log = logging.getLogger("gmrw.train")

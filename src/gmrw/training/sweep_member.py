@@ -10,8 +10,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
 from submitit.helpers import TorchDistributedEnvironment
 
+from gmrw.checkpoint.write import CheckpointWriteError
 from gmrw.choices import ConfigError
-from gmrw.training.checkpoint_io import CheckpointWriteError
 from gmrw.training.run import TrainingStopped, train
 from gmrw.training.sweeps import MemberOutcome, member_processes_problem
 

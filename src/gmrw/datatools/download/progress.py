@@ -10,7 +10,7 @@ import threading
 import time
 from typing import TextIO
 
-from gmrw.data.download.disk import human_bytes
+from gmrw.datatools.download.disk import human_bytes
 
 
 def human_duration(seconds: float | None) -> str:

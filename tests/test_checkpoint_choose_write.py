@@ -16,20 +16,19 @@ import torch
 from lightning_fabric.utilities.types import _Stateful
 from omegaconf import OmegaConf
 
-from gmrw.checkpoints import (
+from gmrw.checkpoint import write as checkpoint_write
+from gmrw.checkpoint.choose import (
     CheckpointProblem,
     check_checkpoint,
     newest_intact_checkpoint,
     resolve_checkpoint,
-    run_checkpoints,
-    unfinished_writes,
     weights_file,
 )
+from gmrw.checkpoint.layout import run_checkpoints, unfinished_writes
+from gmrw.checkpoint.write import AtomicCheckpointIO, CheckpointWriteError, atomic_torch_save
 from gmrw.choices import ConfigError
 from gmrw.data.loaders import StepStreamSampler, training_loader
 from gmrw.paths import run_name
-from gmrw.training import checkpoint_io
-from gmrw.training.checkpoint_io import AtomicCheckpointIO, CheckpointWriteError, atomic_torch_save
 from gmrw.training.run import resume_path
 
 
@@ -194,7 +193,7 @@ def test_write_killed_before_the_rename_leaves_the_old_file(run_dir):
     pid = os.fork()
     if pid == 0:  # the child: never returns to pytest
         try:
-            checkpoint_io.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
+            checkpoint_write.os.replace = lambda *a: os.kill(os.getpid(), signal.SIGKILL)
             atomic_torch_save(_training_state(9), last)
         finally:
             os._exit(3)

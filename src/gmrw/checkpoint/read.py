@@ -1,4 +1,5 @@
-"""Build a GMRW and load weights from the paper's ``.pth``, our Lightning ``.ckpt`` or a state dict.
+"""Read a checkpoint: build a GMRW and load weights from the paper's ``.pth``, our Lightning ``.ckpt`` or a
+state dict (:func:`load_model`, public as ``gmrw.load_model``).
 
 Loading always goes through torch's weights-only unpickler; the paper's checkpoints carry an
 ``argparse.Namespace`` (and a ``torch.device``) under "args", which are allow-listed for that

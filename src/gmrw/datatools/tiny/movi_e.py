@@ -1,6 +1,6 @@
 """A tiny MOVi-E TFDS folder, ``root/movi_e/256x256/1.0.0/``, with MOVi-E's complete feature spec
 (names, dtypes, encodings, at a small size), rendered from scenes of known geometry
-(:mod:`gmrw.data.tiny.cuboids`) so that depth, segmentation, object coordinates, normals, flows,
+(:mod:`gmrw.datatools.tiny.cuboids`) so that depth, segmentation, object coordinates, normals, flows,
 camera and object poses agree."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from gmrw.data.tiny.cuboids import CuboidScene, sliding_cube_scene, translating_camera_scene
-from gmrw.data.tiny.videos import textured_video
+from gmrw.datatools.tiny.cuboids import CuboidScene, sliding_cube_scene, translating_camera_scene
+from gmrw.datatools.tiny.videos import textured_video
 
 #: Flow ranges written into the tiny MOVi-E training metadata (min, max), as Kubric stores them.
 TINY_FORWARD_FLOW_RANGE = (-6.0, 10.0)
@@ -244,12 +244,12 @@ def write_tiny_movi_e(
 
     The config keeps the real name ``256x256`` whatever ``size`` is, as readers look it up by name.
     Every example carries all of MOVi-E's features, geometrically consistent (see
-    :mod:`gmrw.data.tiny.cuboids`):
+    :mod:`gmrw.datatools.tiny.cuboids`):
 
     * ``train``: the ground seen by a camera translating so that the image moves by
       :data:`TINY_FORWARD_FLOW_ROWCOL` px/frame; RGB is :func:`textured_video`; ``forward_flow``
       stores exactly that motion (d_row, d_col) in uint16 over :data:`TINY_FORWARD_FLOW_RANGE`.
-    * ``validation``: :func:`~gmrw.data.tiny.cuboids.sliding_cube_scene` (seed ``seed + 1000 + i``):
+    * ``validation``: :func:`~gmrw.datatools.tiny.cuboids.sliding_cube_scene` (seed ``seed + 1000 + i``):
       a tilted camera, a static box and a box sliding across the view, for point-track sampling.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")

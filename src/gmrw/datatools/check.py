@@ -167,7 +167,10 @@ def check_tapvid(path: str, format: str, limit: int | None = None, quick: bool =
         p = p / "validation_data.tsv"
     try:
         ds = TapVidDataset(fmt, p, query_mode="first", resolution=None)
-    except Exception as exc:
+    except (ValueError, OSError) as exc:  # the reader's own one-line messages
+        report.errors.append(str(exc))
+        return report
+    except Exception as exc:  # anything else a broken file makes a reader raise
         report.errors.append(f"{type(exc).__name__}: {exc}")
         return report
     stats = SplitStats("validation" if fmt == "tapvid_kubric" else "all", items=len(ds))

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from gmrw.data.download.disk import human_bytes
-from gmrw.data.download.http import mirror_url
-from gmrw.data.download.runner import Summary
+from gmrw.datatools.download.disk import human_bytes
+from gmrw.datatools.download.http import mirror_url
+from gmrw.datatools.download.runner import Summary
 
 
 def _space_lines(summary: Summary) -> list[str]:
@@ -29,12 +29,33 @@ def plan_lines(summary: Summary, mirror: str | None = None) -> list[str]:
         lines.append(f"GET {mirror_url(item.url, mirror)}  {human_bytes(item.size)}  → {where}")
     for outcome in summary.missing:
         lines.append(f"MISSING {outcome.detail}")
+    for outcome in summary.unreachable:
+        lines.append(f"UNREACHABLE {mirror_url(outcome.item.url, mirror)}: {outcome.detail}")
     known = sum(i.size for i in summary.pending if i.size is not None)
     lines.append(
         f"would fetch {len(summary.pending)} file(s), {human_bytes(known)}; "
         f"{summary.skipped} already complete; {len(summary.missing)} refused by the server"
+        + (f"; {len(summary.unreachable)} could not be looked up" if summary.unreachable else "")
     )
     return lines + _space_lines(summary)
+
+
+def dry_run_failure(summary: Summary) -> str | None:
+    """One line saying why a dry run could not say what it would fetch; None when it could."""
+    if summary.missing:
+        first = summary.missing[0]
+        return (
+            f"{len(summary.missing)} file(s) refused by the server (first: {first.item.name}: {first.detail}); "
+            "the publisher may have moved them, or --mirror lacks them"
+        )
+    if summary.unreachable:
+        first = summary.unreachable[0]
+        detail = first.detail if len(first.detail) <= 160 else first.detail[:159] + "…"  # UNREACHABLE: all
+        return (
+            f"{len(summary.unreachable)} file(s) could not be looked up (first: {first.item.name}: "
+            f"{detail}); check the network or --mirror and run it again"
+        )
+    return None
 
 
 def _unpack_target(item) -> str:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 import gmrw
-from gmrw.models import GMRW, CheckpointError, load_model
+from gmrw.checkpoint import CheckpointError, load_model
+from gmrw.models import GMRW
 
 
 def same_weights(model: torch.nn.Module, state: dict) -> bool:

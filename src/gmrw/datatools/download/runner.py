@@ -14,12 +14,12 @@ import threading
 import time
 from pathlib import Path
 
-from gmrw.data.download.archives import ArchiveLayoutError, CorruptArchiveError
-from gmrw.data.download.disk import InsufficientSpace, free_bytes, human_bytes
-from gmrw.data.download.http import DownloadError, Fetcher, Interrupted, PermanentHTTPError, RetryPolicy
-from gmrw.data.download.plan import BOOKKEEPING, PLANNERS, Item, PlanContext, PlanError, cache_path
-from gmrw.data.download.progress import Reporter
-from gmrw.data.download.registry import DATASETS, NOT_DOWNLOADABLE, DatasetSpec
+from gmrw.datatools.download.archives import ArchiveLayoutError, CorruptArchiveError
+from gmrw.datatools.download.disk import InsufficientSpace, free_bytes, human_bytes
+from gmrw.datatools.download.http import DownloadError, Fetcher, Interrupted, PermanentHTTPError, RetryPolicy
+from gmrw.datatools.download.plan import BOOKKEEPING, PLANNERS, Item, PlanContext, PlanError, cache_path
+from gmrw.datatools.download.progress import Reporter
+from gmrw.datatools.download.registry import DATASETS, NOT_DOWNLOADABLE, DatasetSpec
 
 #: At most this many "left out of <archive>" lines per archive; the rest are counted.
 MAX_LEFT_OUT_LINES = 10
@@ -69,6 +69,9 @@ class Summary:
     skipped: int
     space: Space
     missing: list[Outcome] = dataclasses.field(default_factory=list)  # refused by HEAD (404, 403)
+    #: HEAD failed otherwise (no connection, retries spent). A run still tries these (its GET says
+    #: more); a dry run cannot say what it would fetch, so there they count as failed.
+    unreachable: list[Outcome] = dataclasses.field(default_factory=list)
     outcomes: list[Outcome] = dataclasses.field(default_factory=list)
     dry_run: bool = False
     keep_archives: bool = False
@@ -77,7 +80,8 @@ class Summary:
 
     @property
     def failed(self) -> list[Outcome]:
-        return self.missing + [o for o in self.outcomes if not o.ok]
+        unreachable = self.unreachable if self.dry_run else []
+        return self.missing + unreachable + [o for o in self.outcomes if not o.ok]
 
     @property
     def ok(self) -> bool:
@@ -149,17 +153,20 @@ def _plan(
         raise DownloadSetupError(str(exc)) from None
 
 
-def _size_items(items: list[Item], fetcher: Fetcher, workers: int) -> list[Outcome]:
-    """Fill in ``size`` with HEAD requests; items the server refuses (404, 403) are returned."""
+def _size_items(items: list[Item], fetcher: Fetcher, workers: int) -> tuple[list[Outcome], list[Outcome]]:
+    """Fill in ``size`` with HEAD requests: (items the server refuses (404, 403), items whose
+    lookup failed otherwise)."""
     refused: list[Outcome] = []
+    unreachable: list[Outcome] = []
 
     def head(item: Item) -> None:
         try:
             item.size = fetcher.head_size(item.url)
         except PermanentHTTPError as exc:
             refused.append(Outcome(item, False, str(exc)))
-        except DownloadError:
-            item.size = None  # the GET will say more
+        except DownloadError as exc:
+            item.size = None  # a run's GET will say more
+            unreachable.append(Outcome(item, False, f"size lookup failed: {exc}"))
 
     for item in items:
         if item.size is None and item.unpack is not None and item.dest.is_file():
@@ -167,7 +174,7 @@ def _size_items(items: list[Item], fetcher: Fetcher, workers: int) -> list[Outco
     unknown = [i for i in items if i.size is None]
     with futures.ThreadPoolExecutor(max_workers=min(16, max(2 * workers, 4))) as pool:
         list(pool.map(head, unknown))
-    return refused
+    return refused, unreachable
 
 
 class _Worker:
@@ -226,7 +233,7 @@ def download(
     options: Options | None = None,
     reporter: Reporter | None = None,
 ) -> Summary:
-    """Download dataset ``name`` into ``root`` (see :mod:`gmrw.data.download`).
+    """Download dataset ``name`` into ``root`` (see :mod:`gmrw.datatools.download`).
 
     Raises :class:`DownloadSetupError` when it cannot start; otherwise returns a :class:`Summary`
     (``summary.ok`` is False when any file failed or the run was interrupted).
@@ -241,12 +248,13 @@ def download(
 
     items = _plan(spec, root, splits, fetcher, options.dry_run)
     pending = [i for i in items if not i.complete()]
-    missing = _size_items(pending, fetcher, options.workers)
+    missing, unreachable = _size_items(pending, fetcher, options.workers)
     refused = {id(o.item) for o in missing}
     pending = [i for i in pending if id(i) not in refused]
     space = space_needed(pending, options.workers, options.keep_archives, root)
     summary = Summary(spec, root, splits, pending, len(items) - len(pending) - len(missing), space, missing)
     summary.dry_run, summary.keep_archives = options.dry_run, options.keep_archives
+    summary.unreachable = unreachable
     if options.dry_run or not (pending or missing):
         return summary
     if not space.enough:

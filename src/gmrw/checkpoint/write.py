@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from lightning_fabric.plugins import TorchCheckpointIO
 
-from gmrw.checkpoints import PARTIAL_GLOB, PARTIAL_PREFIX, PARTIAL_SUFFIX
+from gmrw.checkpoint.layout import PARTIAL_GLOB, PARTIAL_PREFIX, PARTIAL_SUFFIX
 
 log = logging.getLogger(__name__)
 

@@ -3,7 +3,7 @@
 Publishers give few sizes or checksums: the CVDF and tapnet give none (sizes come from HEAD requests),
 Kubric's TFDS build states each split's shard count and bytes in its ``dataset_info.json``, and Google
 Cloud Storage (tapnet's zips, Kubric's shards) sends each object's MD5 in an ``x-goog-hash`` header,
-which :mod:`gmrw.data.download.http` checks.
+which :mod:`gmrw.datatools.download.http` checks.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ MOVI_E_VERSION = "1.0.0"
 class DatasetSpec:
     """One downloadable dataset.
 
-    ``kind`` picks the planner (:data:`gmrw.data.download.plan.PLANNERS`); ``urls`` are its inputs;
+    ``kind`` picks the planner (:data:`gmrw.datatools.download.plan.PLANNERS`); ``urls`` are its inputs;
     ``checks`` are the ``gmrw-data check`` (format, path under DIR) pairs that must pass afterwards;
     ``note`` is printed after every run (what this command does not do).
     """
@@ -135,7 +135,7 @@ NOT_DOWNLOADABLE = {
 #: The paper's released checkpoints: the Dropbox shared folder linked from the Evaluations section of
 #: the paper's README (github.com/ayshrv/gmrw). ``dl=1`` asks Dropbox for the whole folder as one zip,
 #: made on request: no size or checksum is published for it (sizes come from HEAD when Dropbox sends
-#: one), so every checkpoint is checked by loading it (:mod:`gmrw.data.download.weights`).
+#: one), so every checkpoint is checked by loading it (:mod:`gmrw.datatools.download.weights`).
 GMRW_WEIGHTS_URL = (
     "https://www.dropbox.com/scl/fo/2uutl18md0c83et2aw0oz/ADkl-RAW0fneflvSKjd3MB0"
     "?rlkey=fk35z55x95t9mu6i7afbqkzp6&dl=1"

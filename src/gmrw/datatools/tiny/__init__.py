@@ -1,10 +1,10 @@
 """Tiny datasets in the real on-disk formats, for ``gmrw-data tiny`` (smoke runs), tests and
 benchmarks. Everything here writes small files into a folder you give it; nothing is downloaded.
 
-* :func:`write_tiny_kinetics`: a Kinetics-700-2020 folder of mp4s (:mod:`~gmrw.data.tiny.kinetics`);
+* :func:`write_tiny_kinetics`: a Kinetics-700-2020 folder of mp4s (:mod:`~gmrw.datatools.tiny.kinetics`);
 * :func:`write_tiny_movi_e`: a MOVi-E TFDS folder with every feature, geometrically consistent
-  (:mod:`~gmrw.data.tiny.movi_e`, scenes from :mod:`~gmrw.data.tiny.cuboids`);
-* :func:`write_tapvid_pickle`, :func:`write_kubric_tsv`: TAP-Vid files (:mod:`~gmrw.data.tiny.tapvid`);
+  (:mod:`~gmrw.datatools.tiny.movi_e`, scenes from :mod:`~gmrw.datatools.tiny.cuboids`);
+* :func:`write_tapvid_pickle`, :func:`write_kubric_tsv`: TAP-Vid files (:mod:`~gmrw.datatools.tiny.tapvid`);
 * :func:`write_tiny`: the right one for a ``gmrw-data`` format name.
 """
 
@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gmrw.data.tiny.kinetics import write_tiny_kinetics
-from gmrw.data.tiny.movi_e import write_tiny_movi_e
-from gmrw.data.tiny.tapvid import write_kubric_tsv, write_tapvid_pickle
-from gmrw.data.tiny.videos import textured_video
+from gmrw.datatools.tiny.kinetics import write_tiny_kinetics
+from gmrw.datatools.tiny.movi_e import write_tiny_movi_e
+from gmrw.datatools.tiny.tapvid import write_kubric_tsv, write_tapvid_pickle
+from gmrw.datatools.tiny.videos import textured_video
 
 __all__ = [
     "textured_video",

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gmrw.data.tiny.videos import textured_video
+from gmrw.datatools.tiny.videos import textured_video
 
 
 def tapvid_tracks(num_points: int, num_frames: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -1,6 +1,6 @@
 """What a download consists of: the files to fetch, where they land, and what unpacks them.
 
-A planner turns a :class:`~gmrw.data.download.registry.DatasetSpec` into :class:`Item`s, reading the
+A planner turns a :class:`~gmrw.datatools.download.registry.DatasetSpec` into :class:`Item`s, reading the
 publisher's own index where there is one (the CVDF's per-split list of tarball URLs, the TFDS build's
 ``dataset_info.json``). Bookkeeping lives in ``DIR/.download/``, under each URL's path:
 
@@ -24,13 +24,13 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from gmrw.data.download.archives import (
+from gmrw.datatools.download.archives import (
     Extracted,
     extract_video_tarball,
     extract_zip_folder,
     read_kinetics_labels,
 )
-from gmrw.data.download.registry import DatasetSpec
+from gmrw.datatools.download.registry import DatasetSpec
 
 BOOKKEEPING = ".download"
 

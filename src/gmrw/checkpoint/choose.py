@@ -3,10 +3,9 @@
 :func:`choose_checkpoint` is the one resolver every entry point uses: resuming (``ckpt_path``),
 evaluating (``model.checkpoint``) and tracking (``--checkpoint``, ``gmrw.Predictor``).
 
-A training run directory holds Lightning checkpoints in ``checkpoints/`` (``step=NNNNNNN.ckpt``,
-``last.ckpt``) and, after a SLURM requeue signal, Lightning's ``hpc_ckpt_N.ckpt`` at its top.
-Resuming, evaluating and tracking all accept a run directory and read its newest intact
-checkpoint, naming every newer file they skipped.
+Resuming, evaluating and tracking all accept a run directory (its files:
+:mod:`gmrw.checkpoint.layout`) and read its newest intact checkpoint, naming every newer file
+they skipped.
 
 How a file is checked, and why both steps:
 
@@ -20,9 +19,9 @@ How a file is checked, and why both steps:
    ... for a resume), without reading the tensors a second time.
 
 "Newest" is the file's modification time (ties: the name), the order in which the trainer
-wrote them. Files written by :class:`gmrw.training.checkpoint_io.AtomicCheckpointIO` appear
+wrote them. Files written by :class:`gmrw.checkpoint.write.AtomicCheckpointIO` appear
 under their final name only once complete; an unfinished write is a hidden temporary file
-(:data:`PARTIAL_GLOB`), never a candidate.
+(:data:`gmrw.checkpoint.layout.PARTIAL_GLOB`), never a candidate.
 """
 
 from __future__ import annotations
@@ -36,14 +35,9 @@ from pathlib import Path
 
 import torch
 
+from gmrw.checkpoint.layout import run_checkpoints, unfinished_writes
 from gmrw.choices import ConfigError
 
-CHECKPOINT_SUFFIX = ".ckpt"
-# AtomicCheckpointIO's temporary files: hidden, and free of the target's name so that nothing
-# globbing for checkpoints (ours, Lightning's hpc_ckpt_* numbering) ever counts them.
-PARTIAL_PREFIX = ".checkpoint-"
-PARTIAL_SUFFIX = ".partial"
-PARTIAL_GLOB = f"{PARTIAL_PREFIX}*{PARTIAL_SUFFIX}"
 # Keys a Lightning checkpoint needs for each use.
 TRAINING_KEYS = ("state_dict", "global_step", "loops", "optimizer_states")
 WEIGHTS_KEYS = ("state_dict",)
@@ -142,30 +136,6 @@ def check_checkpoint(
         what = "training state" if "optimizer_states" in required_keys else "weights"
         return CheckpointCheck(path, f"holds no {what} (no {', '.join(missing)})", step)
     return CheckpointCheck(path, None, step)
-
-
-def run_checkpoints(run_dir: str | os.PathLike) -> list[Path]:
-    """The checkpoint files of a run directory, newest first: ``checkpoints/*.ckpt`` and
-    Lightning's SLURM ``hpc_ckpt_*.ckpt``. Symbolic links count as the files they point to."""
-    run_dir = Path(run_dir)
-    found = [
-        *run_dir.glob(f"checkpoints/*{CHECKPOINT_SUFFIX}"),
-        *run_dir.glob(f"hpc_ckpt_*{CHECKPOINT_SUFFIX}"),
-    ]
-
-    def age(path: Path) -> tuple[int, str]:
-        try:
-            return path.stat().st_mtime_ns, path.name
-        except OSError:  # a dangling link: oldest, and reported as unreadable when reached
-            return -1, path.name
-
-    return sorted(found, key=age, reverse=True)
-
-
-def unfinished_writes(run_dir: str | os.PathLike) -> list[Path]:
-    """Temporary files of checkpoint writes that never reached their rename."""
-    run_dir = Path(run_dir)
-    return sorted([*run_dir.glob(f"checkpoints/{PARTIAL_GLOB}"), *run_dir.glob(PARTIAL_GLOB)])
 
 
 def newest_intact_checkpoint(

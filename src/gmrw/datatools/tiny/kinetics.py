@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gmrw.data.tiny.videos import textured_video
+from gmrw.datatools.tiny.videos import textured_video
 from gmrw.video import write_video
 
 

@@ -1,6 +1,6 @@
 """A tiny ray-cast scene that renders every per-pixel layer MOVi-E stores, with known geometry.
 
-Used by :mod:`gmrw.data.tiny.movi_e` to write a MOVi-E TFDS folder whose depth, segmentation, object
+Used by :mod:`gmrw.datatools.tiny.movi_e` to write a MOVi-E TFDS folder whose depth, segmentation, object
 coordinates, surface normals, flows, camera and object poses all agree with each other, so that
 tests can check geometric readers (TAP-Vid-Kubric track sampling) against the true answer.
 

@@ -1,11 +1,11 @@
 """``gmrw-data download gmrw_weights DIR``: the paper's released checkpoints, each loaded before it is kept.
 
-The publisher serves one zip (:data:`gmrw.data.download.registry.WEIGHTS`), made on request, with no
+The publisher serves one zip (:data:`gmrw.datatools.download.registry.WEIGHTS`), made on request, with no
 published size or checksum. So the download is checked by what matters: every ``.pth`` in it must
 load with our weights-only loader into the GMRW architecture (:func:`gmrw.models.load_model`).
 
 1. The zip downloads to ``DIR/.download/<name>.zip`` through a ``.part`` file that a rerun continues
-   with an HTTP Range request (:class:`~gmrw.data.download.http.Fetcher`: retries, atomic rename).
+   with an HTTP Range request (:class:`~gmrw.datatools.download.http.Fetcher`: retries, atomic rename).
 2. Each ``.pth`` member is unpacked into a scratch folder beside DIR (zipfile checks its CRC-32),
    loaded, and only then moved to ``DIR/<file>.pth`` (one rename: a reader never sees half a file).
    A member that is damaged or does not load is named and not kept; the others are.
@@ -32,15 +32,15 @@ import zlib
 from pathlib import Path
 from typing import Any
 
-from gmrw.data.download.archives import ArchiveLayoutError, CorruptArchiveError, member_parts
-from gmrw.data.download.disk import free_bytes, human_bytes
-from gmrw.data.download.http import DownloadError, Fetcher, Interrupted, PermanentHTTPError
-from gmrw.data.download.plan import BOOKKEEPING
-from gmrw.data.download.progress import Reporter
-from gmrw.data.download.registry import WEIGHTS, WeightsSpec
-from gmrw.data.download.runner import DownloadSetupError, Options
-from gmrw.models import CheckpointError, load_model
-from gmrw.models.checkpoint import read_checkpoint
+from gmrw.checkpoint import CheckpointError, load_model
+from gmrw.checkpoint.read import read_checkpoint
+from gmrw.datatools.download.archives import ArchiveLayoutError, CorruptArchiveError, member_parts
+from gmrw.datatools.download.disk import free_bytes, human_bytes
+from gmrw.datatools.download.http import DownloadError, Fetcher, Interrupted, PermanentHTTPError
+from gmrw.datatools.download.plan import BOOKKEEPING
+from gmrw.datatools.download.progress import Reporter
+from gmrw.datatools.download.registry import WEIGHTS, WeightsSpec
+from gmrw.datatools.download.runner import DownloadSetupError, Options
 
 CHECKPOINT_SUFFIXES = (".pth", ".pt", ".ckpt")
 CHUNK = 1 << 20

@@ -26,7 +26,7 @@ import zlib
 from collections.abc import Callable, Mapping
 from pathlib import Path, PurePosixPath
 
-from gmrw.data.download.disk import InsufficientSpace, free_bytes, human_bytes
+from gmrw.datatools.download.disk import InsufficientSpace, free_bytes, human_bytes
 from gmrw.video import VIDEO_EXTENSIONS
 
 CHUNK = 1 << 20
@@ -97,6 +97,7 @@ def extract_video_tarball(
     try:
         staged: list[tuple[Path, Path]] = []
         left_out: list[str] = []
+        unlabelled: list[str] = []  # video files in no class folder whose clip id the annotations lack
         try:
             with tarfile.open(archive, "r:*") as tar:
                 for member in tar:
@@ -117,6 +118,7 @@ def extract_video_tarball(
                         )
                     elif (cls := labels().get(PurePosixPath(parts[-1]).stem)) is None:
                         left_out.append(f"{member.name} (in no class folder and not in the annotations)")
+                        unlabelled.append(member.name)
                         continue
                     # Staged under a counter: two classes may hold clips of the same name.
                     target = scratch / f"{len(staged):08d}{suffix}"
@@ -127,13 +129,29 @@ def extract_video_tarball(
         except _ARCHIVE_ERRORS as exc:
             raise CorruptArchiveError(f"{archive.name}: {type(exc).__name__}: {exc}") from None
         if not staged:
-            raise ArchiveLayoutError(f"{archive.name}: no video files in it")
+            raise ArchiveLayoutError(
+                nothing_placed(archive.name, unlabelled, len(left_out) - len(unlabelled))
+            )
         for source, target in staged:
             target.parent.mkdir(parents=True, exist_ok=True)
             os.replace(source, target)
         return Extracted(len(staged), left_out)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def nothing_placed(archive: str, unlabelled: list[str], others: int) -> str:
+    """Why a Kinetics tarball gave no clip: what it held, and why none could be placed."""
+    if unlabelled:
+        other = f"; its {others} other member(s) are not video files" if others else ""
+        return (
+            f"{archive}: none of its {len(unlabelled)} video file(s) could be placed: they sit in no class "
+            f"folder and their clip ids are not in the split's annotations CSV (e.g. {unlabelled[0]}){other}; "
+            "is it the tarball of another split or release?"
+        )
+    if others:
+        return f"{archive}: holds {others} member(s) and no video file (e.g. no .mp4)"
+    return f"{archive}: holds no files"
 
 
 def extract_zip_folder(archive: Path, folder: Path, tmp_root: Path, required: str) -> Extracted:
