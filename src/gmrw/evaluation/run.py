@@ -130,13 +130,15 @@ def evaluate(cfg: DictConfig) -> dict:
     model = load_eval_model(cfg, checkpoint)
     datamodule = hydra.utils.instantiate(cfg.data)
     datamodule.setup("test")  # reads the dataset's index now: a wrong path fails before the trainer starts
-    # Options the config leaves null come from the checkpoint (how that model tracks best).
-    tracking = resolve_options(model, **tracking_options(cfg)).as_dict()
+    # Resolved once, here: options the config leaves null come from the checkpoint (how that
+    # model tracks best); every video is tracked with exactly what metrics.json records.
+    options = resolve_options(model, **tracking_options(cfg))
     module = TapVidEvaluation(
         model,
-        tracking={**tracking, "pair_batch_size": cfg.tracking.pair_batch_size},
+        options,
         query_mode=cfg.metrics.query_mode,
         first_mode_rule=cfg.metrics.first_mode_rule,
+        pair_batch_size=cfg.tracking.pair_batch_size,
     )
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["use_distributed_sampler"] = False  # the datamodule shards without padding
@@ -154,7 +156,7 @@ def evaluate(cfg: DictConfig) -> dict:
         return {}
     report = {
         "gmrw_version": __version__,
-        "settings": settings(cfg, checkpoint, trainer.world_size, tracking),
+        "settings": settings(cfg, checkpoint, trainer.world_size, options.as_dict()),
         "means": module.result["means"],
         "per_video": module.result["per_video"],
         "wall_time_s": round(time.perf_counter() - start, 3),
