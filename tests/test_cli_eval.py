@@ -168,8 +168,12 @@ def test_errors_are_named_and_nothing_is_written(tiny, tmp_path):
         )
     with pytest.raises(ConfigError, match="tracking: .*weighted_argmax.* needs a window"):
         evaluate(compose_eval(_args(tiny, "tracking.method=weighted_argmax"), tmp_path))
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(ConfigError, match="nope.pkl: no such file or folder"):
         evaluate(compose_eval([f"data.path={tmp_path / 'nope.pkl'}", "model.checkpoint=null"], tmp_path))
+    not_a_pickle = tmp_path / "notes.pkl"
+    not_a_pickle.write_text("not a pickle\n")
+    with pytest.raises(ConfigError, match=r"notes.pkl is not a readable pickle \(UnpicklingError"):
+        evaluate(compose_eval([f"data.path={not_a_pickle}", "model.checkpoint=null"], tmp_path))
     assert not (tmp_path / "metrics.json").exists()
 
 

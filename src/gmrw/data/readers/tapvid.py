@@ -109,8 +109,14 @@ def expected_layout(format: str) -> str:
 
 
 def load_pickle(path: str | os.PathLike) -> Any:
+    """The object pickled in ``path``; ValueError (one line) when the file is not a pickle."""
     with open(path, "rb") as f:
-        return pickle.load(f)
+        try:
+            return pickle.load(f)
+        # What unpickling bytes that are not a pickle raises depends on the bytes.
+        except (pickle.UnpicklingError, EOFError, ValueError, KeyError, IndexError, TypeError) as error:
+            reason = f"{type(error).__name__}: {error}".splitlines()[0]
+            raise ValueError(f"{path} is not a readable pickle ({reason})") from None
 
 
 def kinetics_video_name(example: Any, stem: str, i: int) -> str:
