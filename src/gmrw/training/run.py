@@ -35,6 +35,7 @@ from gmrw.checkpoint.layout import unfinished_writes
 from gmrw.checkpoint.write import CheckpointWriteError
 from gmrw.choices import ConfigError
 from gmrw.models.cpu import slow_bf16_warning
+from gmrw.training.config_checks import check_train_config
 from gmrw.training.wandb_run import instantiate_loggers
 
 log = logging.getLogger("gmrw.train")
@@ -123,11 +124,6 @@ def validate_config(cfg: DictConfig) -> None:
         )
     if cfg.model.get("init_from") and not Path(cfg.model.init_from).expanduser().is_file():
         raise ConfigError(f"model.init_from={cfg.model.init_from}: no such file")
-    if "root" in cfg.data and OmegaConf.is_missing(cfg.data, "root"):
-        dataset = cfg.data.train_set._target_.rsplit(".", 1)[-1]
-        raise ConfigError(
-            f"data.root is required for {dataset}: pass the dataset location, e.g. data.root=/path/to/dataset"
-        )
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
     if accelerator in ("gpu", "cuda"):
         if not torch.cuda.is_available():
@@ -138,6 +134,7 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.trainer.get("max_steps", -1) is None or int(cfg.trainer.get("max_steps", -1)) <= 0:
         if not cfg.trainer.get("fast_dev_run"):
             raise ConfigError("trainer.max_steps must be a positive number of optimisation steps")
+    check_train_config(cfg)  # required values, named choices, the dataset folder
 
 
 def train(cfg: DictConfig) -> dict:
