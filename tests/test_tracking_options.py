@@ -166,3 +166,18 @@ def test_validation_can_track_more_cheaply_than_the_recorded_defaults(monkeypatc
     assert resolve_options(module.model).processing_size == 192  # what a user's track() call gets
     with pytest.raises(ValueError, match="processing_size"):
         GMRWLitModule(**common, validation_tracking={"processing_size": 3})
+
+
+def test_track_takes_options_resolved_once():
+    """``options=`` (resolved once, e.g. for a whole benchmark, or a Predictor's) tracks as the same
+    options given one by one; giving both ways at once is refused."""
+    video, queries = _video(), torch.tensor([[[0.0, 10.0, 20.0]]])
+    model = RecordingFlow({"mode": "direct", "processing_size": 32})
+    resolved = resolve_options(model, mode="chained")
+    one_by_one = track(model, video, queries, mode="chained")
+    sizes = list(model.sizes)
+    model.sizes.clear()
+    at_once = track(model, video, queries, options=resolved)
+    assert model.sizes == sizes and all(torch.equal(a, b) for a, b in zip(one_by_one, at_once))
+    with pytest.raises(TypeError, match="not both"):
+        track(model, video, queries, mode="direct", options=resolved)

@@ -15,7 +15,7 @@ import torch
 from gmrw.tracking.flows import ModelFlows
 from gmrw.tracking.inputs import check_queries, check_video
 from gmrw.tracking.modes import chained_tracks, count_pairs, direct_tracks, query_frames
-from gmrw.tracking.options import resolve_options
+from gmrw.tracking.options import TrackingOptions, resolve_options
 
 #: Bytes the tracker may keep between model calls (see the module docstring).
 CACHE_BYTES = 512 * 2**20
@@ -34,6 +34,7 @@ def track(
     processing_size: int | None = None,
     round_trip: float | None = None,
     cache_bytes: int = CACHE_BYTES,
+    options: TrackingOptions | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Track query points through a video with a GMRW model, as the paper's TAP-Vid evaluation.
 
@@ -62,21 +63,28 @@ def track(
         pair_batch_size: frame pairs per model call (memory vs. speed).
         progress: show a tqdm bar over frame pairs.
         cache_bytes: what may be kept between model calls (0: nothing; see the module docstring).
+        options: instead of the option arguments above (which must then be left ``None``),
+            options already resolved (:func:`~gmrw.tracking.resolve_options`), e.g. once for every
+            video of a benchmark, or a :class:`gmrw.Predictor`'s.
 
     Returns:
         tracks (B, N, T, 2) (x, y) pixels float32 and occluded (B, N, T) bool, on ``queries``'
         device. Each track passes through its query exactly: flows are read at the points' own
         positions in the video's pixels, never at resampled ones.
     """
-    options = resolve_options(
-        model,
-        mode=mode,
-        method=method,
-        window=window,
-        upsample_factor=upsample_factor,
-        processing_size=processing_size,
-        round_trip=round_trip,
-    )
+    given = {
+        "mode": mode,
+        "method": method,
+        "window": window,
+        "upsample_factor": upsample_factor,
+        "processing_size": processing_size,
+        "round_trip": round_trip,
+    }
+    if options is None:
+        options = resolve_options(model, **given)
+    elif any(value is not None for value in given.values()):
+        named = sorted(k for k, v in given.items() if v is not None)
+        raise TypeError(f"give either resolved options or the option arguments {named}, not both")
     if isinstance(pair_batch_size, bool) or not isinstance(pair_batch_size, int) or pair_batch_size < 1:
         raise ValueError(f"pair_batch_size must be a positive integer, got {pair_batch_size!r}")
     check_video(video)

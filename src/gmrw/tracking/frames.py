@@ -47,14 +47,19 @@ def scaled_size(
 
 def model_input(frames: torch.Tensor, size: tuple[int, int], device: torch.device | str) -> torch.Tensor:
     """(K, H, W, 3) frames in [0, 255] → (K, 3, H', W') float32 on ``device`` at ``size``:
-    bilinear with aligned corners (antialiased when shrinking), the map of the module docstring."""
-    # NCHW: the backbone's convolutions run ~2× slower on the channels-last view of (K, H, W, 3)
-    x = torch.as_tensor(frames).to(device).permute(0, 3, 1, 2).float().contiguous()
+    bilinear with aligned corners (antialiased when shrinking), the map of the module docstring.
+    Frames are converted one at a time, so a 1080p video costs one float frame (25 MB) at a time."""
     size = (int(size[0]), int(size[1]))
-    if tuple(x.shape[-2:]) != size:
-        shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=True, antialias=shrink)
-    return x
+    frames = torch.as_tensor(frames)
+    out = []
+    for frame in frames:
+        # NCHW: the backbone's convolutions run ~2× slower on the channels-last view of (H, W, 3)
+        x = frame.to(device).permute(2, 0, 1)[None].float().contiguous()
+        if tuple(x.shape[-2:]) != size:
+            shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+            x = F.interpolate(x, size=size, mode="bilinear", align_corners=True, antialias=shrink)
+        out.append(x)
+    return torch.cat(out) if out else torch.zeros(0, 3, *size, device=device)
 
 
 class VideoReadError(ValueError):

@@ -10,7 +10,7 @@ Everything the caller sees is in the video's own pixels: queries (N, 3) as (t, y
 (N, T, 2) as (x, y), pixel centres at integers (``docs/conventions.md``). A call reads the video
 (decoded on demand when it is a file), makes the queries, and runs :func:`gmrw.track` on them with
 the predictor's options: ``predictor(video, queries)`` is ``gmrw.track(predictor.model,
-video[None], queries[None], **predictor.options.as_dict())``, on one video and on the CPU.
+video[None], queries[None], options=predictor.options)``, on one video, returned on the CPU.
 """
 
 from __future__ import annotations
@@ -131,13 +131,13 @@ class Predictor:
         an array or tensor served from memory, a source of your own used as it is. ValueError for a
         video that cannot be tracked (no file, not a video, wrong shape or dtype, fewer than 2
         frames)."""
-        cache = 2 * self.pair_batch_size + 2
         if isinstance(video, FrameSource):
             source = video
         elif isinstance(video, str | os.PathLike):
-            source = VideoFile(video, cache_frames=cache)
+            # a chained chunk's frames, so a frame between two chunks is decoded once
+            source = VideoFile(video, cache_frames=self.pair_batch_size + 2)
         else:
-            source = TensorFrames(check_video_array(video), cache_frames=cache)
+            source = TensorFrames(check_video_array(video))
         if source.num_frames < 2:
             raise ValueError(f"video has {source.num_frames} frame(s); tracking needs at least 2")
         return source
@@ -187,9 +187,9 @@ class Predictor:
             self.model,
             source,
             points[None],
-            **self.options.as_dict(),
             pair_batch_size=self.pair_batch_size,
             progress=self.progress,
+            options=self.options,
         )
         return tracks[0].cpu(), occluded[0].cpu()
 
