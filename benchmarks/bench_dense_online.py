@@ -41,8 +41,7 @@ def worker(name: str, frames: int, size: int, device_name: str) -> dict:
 
     from gmrw.datatools.tiny import textured_video
     from gmrw.models import GMRW
-    from gmrw.tracking import Predictor
-    from gmrw.tracking.outputs import save_dense, save_tracks
+    from gmrw.tracking import Predictor, save_dense, save_tracks
 
     config = dict(CONFIGS[name])
     torch.manual_seed(0)

@@ -31,7 +31,7 @@ steps
     Without a checkout the reference rows say so; no number is filled in.
 flow
     One flow of a DAVIS-size pair (256×256) upsampled ×4 (1024×1024 into the model), for each
-    read-out, as tracking computes it (:class:`gmrw.tracking.flows.FlowReader`): time and peak memory.
+    read-out, as tracking computes it (:class:`gmrw.tracking.flows.FlowModel`): time and peak memory.
 eval
     ``gmrw-eval`` (:func:`gmrw.evaluation.run.evaluate`) with ``trainer=gpu`` on 2 synthetic TAP-Vid
     DAVIS videos at ×4 (random weights: the scores mean nothing, the run must finish with finite ones).
@@ -238,17 +238,21 @@ def steps_section(sizes: Sizes, device: torch.device, reference: str | None) -> 
 
 # ------------------------------------------------------------------------------------- flow
 def pair_flow(reader, frames: torch.Tensor) -> torch.Tensor:
-    """(2, H, W, 3) frames → (1, 2, H, W) flow frame 0 → 1, as the tracker computes it."""
+    """(2, H, W, 3) frames → (1, 256, 2) flows frame 0 → 1 at a 16×16 grid of points, as the
+    tracker computes them (only the transition rows those points read)."""
+    h, w = frames.shape[1:3]
+    ys, xs = torch.meshgrid(torch.linspace(0, h - 1, 16), torch.linspace(0, w - 1, 16), indexing="ij")
+    points = torch.stack((xs, ys), dim=-1).reshape(1, -1, 2).to(frames.device)
     with torch.no_grad():
         encoded = reader.encode(frames)
-        return reader.one_way(encoded[:1], encoded[1:])
+        return reader.pairs(encoded[:1], encoded[1:], [0], [False]).at([0], points)
 
 
 def flow_section(sizes: Sizes, device: torch.device) -> dict:
     from bench_model import inputs
 
     from gmrw.models import GMRW, flush_denormals
-    from gmrw.tracking.flows import FlowReader
+    from gmrw.tracking.flows import FlowModel
 
     flush_denormals(True)
     torch.manual_seed(0)
@@ -257,7 +261,7 @@ def flow_section(sizes: Sizes, device: torch.device) -> dict:
     frames = inputs(side)[0][0, :2].permute(0, 2, 3, 1).contiguous()  # (2, S, S, 3) in [0, 255]
     rows = {}
     for method, window in FLOW_METHODS:
-        reader = FlowReader(model, (side, side), (UPSAMPLE * side, UPSAMPLE * side), method, window)
+        reader = FlowModel(model, (side, side), (UPSAMPLE * side, UPSAMPLE * side), method, window)
         reset_peak(device)
         flow, seconds = timed(lambda reader=reader: pair_flow(reader, frames), sizes.flow_repeats, device)
         name = method if window is None else f"{method}@{window:g}"

@@ -39,11 +39,11 @@ TINY_TRAINING = [
 
 @pytest.mark.slow  # three console scripts' start-up, 4 training steps, 3 evaluations of 2 tiny videos
 def test_train_then_evaluate_then_track(tmp_path):
+    from gmrw.checkpoint import load_model
     from gmrw.cli.track import main as track_main
     from gmrw.data.tapvid import TapVidDataset
     from gmrw.evaluation.run import evaluate
     from gmrw.metrics import compute_tapvid_metrics
-    from gmrw.checkpoint import load_model
     from gmrw.tracking import track
 
     env = {"GMRW_RUNS": str(tmp_path / "runs")}

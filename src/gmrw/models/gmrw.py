@@ -14,7 +14,7 @@ from torch import nn
 
 from gmrw.choices import check_flow_method
 from gmrw.models.backbone import CNNEncoder
-from gmrw.models.matching import flow_from_features, resize_flow, transition_from_features
+from gmrw.models.matching import flow_at_points, flow_from_features, resize_flow, transition_from_features
 from gmrw.models.position import add_window_position
 from gmrw.models.transformer import FeatureTransformer
 
@@ -153,6 +153,25 @@ class GMRW(nn.Module):
         """Refined features (B,C,h,w) x2 → (B,2,H',W') flow; ``size`` None keeps (h, w) cells."""
         flow = flow_from_features(feature_src, feature_dst, method, window, self.temperature)
         return resize_flow(flow, size) if size is not None else flow
+
+    def point_flow(
+        self,
+        feature_src: torch.Tensor,
+        feature_dst: torch.Tensor,
+        xy: torch.Tensor,
+        method: str = "weighted_sum",
+        window: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Refined features (K,C,h,w) x2, points ``xy`` (K,N,2) (x, y) in pixels of frames of
+        ``size`` (default (h, w) cells) → (K,N,2) flow (dx, dy) in those pixels at the points.
+
+        What tracking reads: equal to float rounding to sampling :meth:`flow_from_features` at
+        ``size`` with the paper's bilinear sampler, computing only the transition rows of the cells
+        the samples touch (:func:`gmrw.models.matching.flow_at_points`).
+        """
+        size = size or tuple(feature_src.shape[-2:])
+        return flow_at_points(feature_src, feature_dst, xy, size, method, window, self.temperature)
 
     # ---- the walk ---------------------------------------------------------------------------
     def walk_transitions(self, start: torch.Tensor, middle: torch.Tensor, end: torch.Tensor) -> Walk:

@@ -119,7 +119,9 @@ def check_data_settings(cfg: DictConfig) -> None:
             raise ConfigError(f"data.val.path is required for the {val.format} validation set")
         # val_optional: the experiment trains without it and says so at start-up (ClipDataModule)
         if not Path(str(path)).expanduser().exists() and not data.get("val_optional", False):
-            raise ConfigError(f"data.val.path={path}: no such file or folder (data.val_optional=true trains without it)")
+            raise ConfigError(
+                f"data.val.path={path}: no such file or folder (data.val_optional=true trains without it)"
+            )
 
 
 def _root_check(train_set: DictConfig | None):
