@@ -252,7 +252,9 @@ def test_checkpoint_with_a_processing_size_evaluates_as_it_tracks(tiny, tmp_path
     checkpoint = _lightning_checkpoint(tmp_path / "last.ckpt", recorded)
     base = [f"data.path={tiny['davis']}", "data.resolution=[32,32]", "data.max_videos=1"]
     report = evaluate(compose_eval([*base, f"model.checkpoint={checkpoint}"], tmp_path / "default"))
-    assert report["settings"]["tracking"] == {**recorded, "window": None, "round_trip": None}
+    # One size is in effect: processing_size wins, so upsample_factor reads None once resolved.
+    expected = {**recorded, "upsample_factor": None, "window": None, "round_trip": None}
+    assert report["settings"]["tracking"] == expected
     report = evaluate(
         compose_eval([*base, f"model.checkpoint={checkpoint}", "tracking.upsample_factor=2"], tmp_path / "x2")
     )

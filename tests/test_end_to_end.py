@@ -72,7 +72,8 @@ def test_train_then_evaluate_then_track(tmp_path):
     assert evaluated.returncode == 0, evaluated.stderr[-4000:]
     (metrics,) = (tmp_path / "runs" / "eval").glob("*/metrics.json")
     report = json.loads(metrics.read_text())
-    assert report["settings"]["tracking"] == model.tracking_defaults
+    # Resolved options name the one size in effect (processing_size here; upsample_factor None).
+    assert report["settings"]["tracking"] == {**model.tracking_defaults, "upsample_factor": None}
     assert Path(report["settings"]["checkpoint"]) == checkpoint.resolve()
     # The scores are those of gmrw.track with the checkpoint's own options.
     dataset = TapVidDataset("tapvid_davis", benchmark, query_mode="first", resolution=(40, 48))
@@ -96,7 +97,7 @@ def test_train_then_evaluate_then_track(tmp_path):
         (["tracking.upsample_factor=2"], {"upsample_factor": 2, "processing_size": None}),
         (
             ["tracking.mode=chained", "tracking.processing_size=32"],
-            {"mode": "chained", "processing_size": 32},
+            {"mode": "chained", "processing_size": 32, "upsample_factor": None},
         ),
     ):
         out = tmp_path / "eval_overrides" / "_".join(overrides)
