@@ -1,6 +1,9 @@
 """Benchmark evaluation-time flows: peak memory and seconds per frame pair, per flow method and
 upsampling factor, next to the size of the N×N affinity that evaluation should never build.
 
+Since flows are read at points only (:meth:`gmrw.models.GMRW.point_flow`), a pair costs its
+frames' encodings, one refinement and the transition rows of the cells its points touch.
+
     python benchmarks/bench_tracking.py                       # ×1 and ×2 on the CPU (and ×4 on a GPU)
     python benchmarks/bench_tracking.py --scales 1 --repeats 1 --methods weighted_sum
 
@@ -9,10 +12,10 @@ The input is a 256×256 frame pair (TAP-Vid's size) upsampled ×s before the mod
 initialisation, with CPU denormals flushed to zero as ``gmrw-eval`` and ``gmrw-track`` run.
 Each configuration runs in a fresh subprocess so its peak memory is its own:
 
-* "pair": one flow src → dst through :class:`gmrw.tracking.ModelPairFlows` (what direct mode
-  computes per pair);
-* "chained step": the forward and backward flow of one consecutive pair, as chained mode asks
-  for them (the pair is refined once and both flows are read from the same features).
+* "pair": one flow src → dst read at ``--points`` points (default 64) through
+  :class:`gmrw.tracking.flows.ModelFlows`, both frames encoded (what direct mode computes per pair);
+* "chained step": the forward and backward flow of one consecutive pair at those points, as
+  chained mode asks for them (the pair is refined once and both flows are read from it).
 
 Peak memory is measured twice: over the first calls (one-time set-up of kernels, allocator and
 thread pools included) and over the timed repeats that follow (what every further pair costs).
@@ -51,19 +54,24 @@ def frames(device):
     return torch.stack([first, second], dim=1).permute(0, 1, 3, 4, 2).contiguous().to(device)
 
 
-def worker(method: str, scale: int, repeats: int, device_name: str) -> dict:
+def worker(method: str, scale: int, repeats: int, device_name: str, points: int = 64) -> dict:
     import torch
 
     from gmrw.models import GMRW, flush_denormals
-    from gmrw.tracking import ModelPairFlows
+    from gmrw.tracking.flows import ModelFlows
 
     device = torch.device(device_name)
     flush_denormals(True)  # as gmrw-eval and gmrw-track run
     torch.manual_seed(0)
     model = GMRW().eval().to(device)
     video = frames(device)
-    flows = ModelPairFlows(model, video, upsample_factor=scale, method=method, window=METHODS[method])
+    xy = torch.rand(1, points, 2, generator=torch.Generator().manual_seed(1)).to(device) * (FRAME - 1)
     cuda = device.type == "cuda"
+
+    def flows(pairs) -> torch.Tensor:
+        # a fresh ModelFlows each time, so every run encodes its frames as a new pair would
+        read = ModelFlows(model, video, (FRAME * scale, FRAME * scale), method, METHODS[method])
+        return read(pairs).at(range(len(pairs)), xy.expand(len(pairs), -1, -1))
 
     def run(pairs) -> float:
         if cuda:
@@ -118,19 +126,21 @@ def worker(method: str, scale: int, repeats: int, device_name: str) -> dict:
         "first_peak_bytes": first_peak,
         "steady_peak_bytes": steady_peak,
         "flow_mean_abs": value,
+        "points": points,
     }
 
 
 def run_config(method: str, scale: int, args) -> dict:
     device = args.device_for(scale)
     worker_args = [method, "--scale", str(scale), "--repeats", str(args.repeats), "--device", device]
+    worker_args += ["--points", str(args.points)]
     return run_worker(__file__, worker_args, args.threads, f"{method} ×{scale} on {device}")
 
 
 def table(results: list[dict]) -> str:
     lines = [
         f"GMRW evaluation flows: a {FRAME}×{FRAME} frame pair upsampled ×s, paper architecture "
-        f"(random init); {results[0]['threads']} threads",
+        f"(random init); flows read at {results[0]['points']} points; {results[0]['threads']} threads",
         f"{'method':<19} {'×':>2} {'device':<10} {'input':>6} {'tokens':>7} {'N×N fp32':>10} "
         f"{'s/pair':>8} {'s/fwd+bwd':>10} {'1st MiB':>8} {'peak MiB':>9} {'peak/N×N':>9}",
     ]
@@ -163,6 +173,7 @@ def main() -> None:
     )
     parser.add_argument("--methods", nargs="*", choices=list(METHODS), help="flow methods (default: all)")
     parser.add_argument("--repeats", type=int, default=2, help="timed runs after the warm-up")
+    parser.add_argument("--points", type=int, default=64, help="points each flow is read at")
     parser.add_argument("--threads", type=int, help="OMP_NUM_THREADS for the workers")
     parser.add_argument("--json", help="also write the raw results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
@@ -170,7 +181,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(worker(args.worker, args.scale, args.repeats, args.device)))
+        print(json.dumps(worker(args.worker, args.scale, args.repeats, args.device, args.points)))
         return
 
     import torch

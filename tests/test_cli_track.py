@@ -9,9 +9,7 @@ import pytest
 import torch
 
 from gmrw.cli.track import TrackInputError, main, parse_query, read_points_file
-from gmrw.data.tiny import textured_video
-from gmrw.tracking import scaled_size
-from gmrw.tracking.coords import positions_to_video, queries_to_frames
+from gmrw.datatools.tiny import textured_video
 from gmrw.video import write_video
 from helpers import run_console
 
@@ -56,7 +54,7 @@ def test_console_writes_tracks_and_video(clip, tmp_path):
             "--grid",
             "3",
             "--query",
-            "4,20.5,30",
+            "t=4,x=20.5,y=30",
             "--resize",
             "0",
             "--trail",
@@ -103,10 +101,14 @@ def _run(argv, capsys) -> tuple[int, str]:
 @pytest.mark.parametrize(
     "extra,message",
     [
-        (["--query", "0,65,10"], "outside the 64x48 frame"),
-        (["--query", "9,10,10"], "frame 9 is out of range, the video has frames 0..8"),
-        (["--query", "1.5,10,10"], "must be an integer"),
-        (["--query", "1,2"], "expected three numbers"),
+        (["--query", "t=0,y=10,x=65"], "outside the 64x48 frame"),
+        (["--query", "t=9,y=10,x=10"], "frame 9 is out of range, the video has frames 0..8"),
+        (["--query", "t=1.5,y=10,x=10"], "must be an integer"),
+        (["--query", "t=1,y=2"], "name the fields, e.g. t=0,y=120,x=80"),
+        # bare numbers: their order cannot be told (this option once took t,x,y), so they are refused
+        (["--query", "0,20,30"], "name the fields, e.g. t=0,y=120,x=80"),
+        (["--query", "t=0,y=1,y=2,x=3"], "name the fields"),
+        (["--query", "t=0,y=ten,x=3"], "y='ten' is not a number"),
         (["--grid-frame", "12"], "--grid-frame 12 is out of range"),
         (["--method", "weighted_argmax"], "needs a window radius"),
     ],
@@ -141,35 +143,39 @@ def test_bad_files_are_named(clip, tmp_path, capsys):
     assert not out.exists() or list(out.iterdir()) == []
 
 
-def test_points_files(tmp_path):
+def test_points_files_name_their_columns(tmp_path):
+    """Rows come back as (t, y, x) whatever order the header names; a file that does not name its
+    columns (no header, a .npy) is refused rather than guessed."""
     csv = tmp_path / "p.csv"
     csv.write_text("t,x,y\n0, 1.5, 2\n# a comment\n3,4,5\n")
-    np.testing.assert_array_equal(read_points_file(csv), [[0, 1.5, 2], [3, 4, 5]])
+    np.testing.assert_array_equal(read_points_file(csv), [[0, 2, 1.5], [3, 5, 4]])
     txt = tmp_path / "p.txt"
-    txt.write_text("0 1 2\n")
-    np.testing.assert_array_equal(read_points_file(txt), [[0, 1, 2]])
+    txt.write_text("y x t\n0 1 2\n")
+    np.testing.assert_array_equal(read_points_file(txt), [[2, 0, 1]])
+    headless = tmp_path / "headless.csv"
+    headless.write_text("0,1,2\n")
+    with pytest.raises(TrackInputError, match="headless.csv:1: the first line must name the columns"):
+        read_points_file(headless)
     npy = tmp_path / "p.npy"
     np.save(npy, np.array([[1.0, 2.0, 3.0]]))
-    np.testing.assert_array_equal(read_points_file(npy), [[1, 2, 3]])
-    bad = tmp_path / "bad.csv"
-    bad.write_text("0,1,2\nzero,1,2\n")
-    with pytest.raises(TrackInputError, match="bad.csv:2"):
-        read_points_file(bad)
-    np.save(npy, np.zeros((2, 2)))
-    with pytest.raises(TrackInputError, match="rows of t,x,y"):
+    with pytest.raises(TrackInputError, match="does not name its columns"):
         read_points_file(npy)
-    assert parse_query("3,10.5,20") == (3.0, 10.5, 20.0)
+    bad = tmp_path / "bad.csv"
+    bad.write_text("t,y,x\n0,1,2\nzero,1,2\n")
+    with pytest.raises(TrackInputError, match="bad.csv:3"):
+        read_points_file(bad)
+    short = tmp_path / "short.csv"
+    short.write_text("t,y,x\n0,1\n")
+    with pytest.raises(TrackInputError, match="short.csv:2: expected 3 numbers"):
+        read_points_file(short)
+    # a gmrw-track npz gives its queries back, (t, y, x)
+    from gmrw.tracking import save_tracks
 
-
-def test_resize_and_coordinates_roundtrip():
-    assert scaled_size(480, 854, 256) == (256, 456)
-    assert scaled_size(48, 64, 0) == (48, 64)
-    assert scaled_size(50, 66, 0) == (48, 64)  # multiples of 8
-    points = torch.tensor([[0, 20.0, 10.0], [2, 479.0, 853.0]])  # (t, y, x)
-    inside = queries_to_frames(points, (480, 854), (256, 456))
-    assert inside[:, 0].tolist() == [0, 2]
-    back = positions_to_video(inside[:, [2, 1]], (480, 854), (256, 456))
-    torch.testing.assert_close(back, points[:, [2, 1]], atol=1e-3, rtol=0)
+    npz = save_tracks(
+        tmp_path / "t.npz", np.zeros((1, 4, 2)), np.zeros((1, 4), bool), [[2, 5.0, 7.0]], (8, 8)
+    )
+    np.testing.assert_array_equal(read_points_file(npz), [[2, 5, 7]])
+    assert parse_query("t=3,y=10.5,x=20") == parse_query("x=20, t=3, y=10.5") == (3.0, 10.5, 20.0)
 
 
 def lightning_checkpoint(path: Path, tracking: dict) -> Path:
@@ -223,7 +229,9 @@ def test_online_writes_the_offline_forward_tracks(clip, tmp_path, capsys):
 
     out = tmp_path / "out"
     argv = [str(clip["video"]), "--checkpoint", str(clip["checkpoint"]), "--resize", "0", "--no-video"]
-    code = main([*argv, "--query", "0,20,30", "--query", "4,40,10", "--online", "--out", str(out)])
+    code = main(
+        [*argv, "--query", "t=0,y=30,x=20", "--query", "t=4,y=10,x=40", "--online", "--out", str(out)]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert "ms per frame" in captured.out

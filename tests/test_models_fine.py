@@ -9,7 +9,7 @@ from gmrw.data.crops import CycleCropper
 from gmrw.losses import walk_loss
 from gmrw.losses.fine_walk import bilinear_targets, fine_labels, fine_walk_loss
 from gmrw.models import GMRW
-from gmrw.models.checkpoint import load_model
+from gmrw.checkpoint import load_model
 from gmrw.models.fine import (
     LocalMaps,
     coarse_flow_at,
@@ -269,6 +269,57 @@ def test_point_read_out_in_pixels_is_the_step_on_fine_cells():
         assert torch.allclose(refined, expected, atol=1e-5)
         model.fine_match_enabled = False
         assert torch.equal(model.fine_match_points(src, dst, points, targets, (32, 32)), targets)
+
+
+def test_point_flow_with_the_step_is_the_point_read_out_of_the_coarse_match():
+    """What tracking reads (``point_flow``, frames of another size than the model's input): the
+    coarse flow at the points, then each coarse match refined by ``fine_match_points``."""
+    model = tiny().eval()
+    x = images(2, 32)
+    g = torch.Generator().manual_seed(6)
+    size = (45, 37)  # (H, W) of the frames the points live in
+    points = torch.rand(1, 9, 2, generator=g) * torch.tensor([36.0, 44.0])
+    with torch.no_grad():
+        src, dst = model.refine(*model.encode(x).chunk(2))
+        on = model.point_flow(src, dst, points, "weighted_argmax", 2.0, size)
+        model.fine_match_enabled = False
+        coarse = model.point_flow(src, dst, points, "weighted_argmax", 2.0, size)
+        model.fine_match_enabled = True
+        expected = model.fine_match_points(src, dst, points, points + coarse, size) - points
+    assert on.shape == (1, 9, 2)
+    assert torch.allclose(on, expected, atol=1e-5)
+    assert not torch.allclose(on, coarse, atol=1e-3)  # the step moved the matches
+
+
+def test_point_flow_with_the_step_off_is_bit_identical_to_the_model_without_it():
+    with_step = tiny()
+    without = GMRW(feature_channels=32, num_transformer_layers=1).eval()
+    without.load_state_dict({k: v for k, v in with_step.state_dict().items() if not k.startswith("fine_")})
+    with_step.eval().fine_match_enabled = False
+    x = images(2, 32, 3)
+    points = torch.rand(1, 7, 2, generator=torch.Generator().manual_seed(7)) * 31
+    with torch.no_grad():
+        a = with_step.point_flow(
+            *with_step.refine(*with_step.encode(x).chunk(2)), points, "argmax", None, (32, 32)
+        )
+        b = without.point_flow(*without.refine(*without.encode(x).chunk(2)), points, "argmax", None, (32, 32))
+    assert torch.equal(a, b)
+
+
+def test_track_reads_the_step_through_point_flow():
+    """gmrw.track needs no change: with the step on its tracks differ from the coarse-only ones."""
+    import gmrw
+
+    model = tiny().eval()
+    video = images(3, 32, 8).permute(0, 2, 3, 1).unsqueeze(0)  # (1, T, H, W, 3)
+    queries = torch.tensor([[[0.0, 10.0, 12.0], [0.0, 20.5, 7.25]]])  # (t, y, x)
+    with torch.no_grad():
+        on, _ = gmrw.track(model, video, queries, mode="direct")
+        model.fine_match_enabled = False
+        off, _ = gmrw.track(model, video, queries, mode="direct")
+    assert on.shape == off.shape == (1, 2, 3, 2)  # (B, N, T, xy)
+    assert torch.equal(on[:, :, 0], off[:, :, 0])  # the query frame is the query
+    assert not torch.allclose(on[:, :, 1:], off[:, :, 1:], atol=1e-3)
 
 
 PIXEL = {"channels": 8, "radius": 2, "pixel_channels": 4, "pixel_radius": 1}

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.tracking import dense_queries, load_tracks, save_dense, save_tracks
-from gmrw.tracking.outputs import dense_grid, start_colors
-from gmrw.viz.tracks import draw_dots
+from gmrw.tracking import load_tracks, save_dense, save_tracks
+from gmrw.tracking.files import dense_grid
+from gmrw.tracking.inputs import dense_queries
+from gmrw.viz.tracks import draw_dots, start_colors
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

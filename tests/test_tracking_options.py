@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gmrw.tracking import LIBRARY_DEFAULTS, TrackingOptions, resolve_options, scaled_size, track
+from gmrw.tracking import LIBRARY_DEFAULTS, TrackingOptions, resolve_options, track
+from gmrw.tracking.frames import scaled_size
 
 
 class RecordingFlow(torch.nn.Module):
@@ -36,9 +37,16 @@ def test_precedence_explicit_then_model_then_library():
     options = resolve_options(model, upsample_factor=2)
     assert options.processing_size is None and options.upsample_factor == 2
     options = resolve_options(RecordingFlow({"upsample_factor": 4}), processing_size=64)
-    assert options.processing_size == 64 and options.upsample_factor == 1
+    assert options.processing_size == 64 and options.upsample_factor is None  # one size in effect
     with pytest.raises(ValueError, match="not both"):
         resolve_options(model, upsample_factor=2, processing_size=64)
+    # 0 keeps the video's size; resolved options given back as keywords resolve to themselves
+    assert resolve_options(model, processing_size=0) == resolve_options(model, upsample_factor=1)
+    assert resolve_options(model, **options.as_dict()) == options
+    # A checkpoint written while the two were separate options may carry both: its size wins.
+    assert (
+        resolve_options(RecordingFlow({"upsample_factor": 1, "processing_size": 160})).processing_size == 160
+    )
 
 
 @pytest.mark.parametrize(
@@ -69,7 +77,8 @@ def test_model_size_follows_processing_size_or_factor():
     assert TrackingOptions(processing_size=128).model_size(256, 384) == (128, 192)
     assert TrackingOptions(processing_size=128).model_size(368, 480) == scaled_size(368, 480, 128)
     assert TrackingOptions(upsample_factor=2).model_size(256, 256) == (512, 512)
-    assert TrackingOptions().model_size(50, 70) == (50, 70)
+    assert TrackingOptions().model_size(64, 64) == (64, 64)
+    assert TrackingOptions().model_size(50, 70) == (48, 72)  # the model needs multiples of 8
 
 
 def test_track_without_options_uses_the_models_defaults():
@@ -157,3 +166,18 @@ def test_validation_can_track_more_cheaply_than_the_recorded_defaults(monkeypatc
     assert resolve_options(module.model).processing_size == 192  # what a user's track() call gets
     with pytest.raises(ValueError, match="processing_size"):
         GMRWLitModule(**common, validation_tracking={"processing_size": 3})
+
+
+def test_track_takes_options_resolved_once():
+    """``options=`` (resolved once, e.g. for a whole benchmark, or a Predictor's) tracks as the same
+    options given one by one; giving both ways at once is refused."""
+    video, queries = _video(), torch.tensor([[[0.0, 10.0, 20.0]]])
+    model = RecordingFlow({"mode": "direct", "processing_size": 32})
+    resolved = resolve_options(model, mode="chained")
+    one_by_one = track(model, video, queries, mode="chained")
+    sizes = list(model.sizes)
+    model.sizes.clear()
+    at_once = track(model, video, queries, options=resolved)
+    assert model.sizes == sizes and all(torch.equal(a, b) for a, b in zip(one_by_one, at_once))
+    with pytest.raises(TypeError, match="not both"):
+        track(model, video, queries, mode="direct", options=resolved)

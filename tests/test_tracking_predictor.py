@@ -1,6 +1,6 @@
-"""gmrw.Predictor: the same tracks as gmrw.track for files and arrays, resizing to the model's
-processing size with tracks back in the video's pixels, the model's own defaults, and clear errors
-for input it cannot track."""
+"""gmrw.Predictor: gmrw.track's tracks (one path: the same frames, model input and coordinates) for
+files and arrays of any size, the model seeing its processing size while tracks stay in the video's
+pixels, the model's own defaults, and clear errors for input it cannot track."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gmrw
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.models import GMRW
 from gmrw.tracking import Predictor, track
 from gmrw.video import write_video
@@ -56,8 +56,42 @@ def test_array_equals_gmrw_track(small_model, clip, mode):
     expected, expected_occ = track(
         small_model, torch.from_numpy(frames)[None], QUERIES[None], mode=mode, pair_batch_size=4
     )
-    assert torch.allclose(tracks, expected[0], atol=1e-4) and torch.equal(occluded, expected_occ[0])
+    assert torch.equal(tracks, expected[0]) and torch.equal(occluded, expected_occ[0])
     assert tracks.shape == (3, 6, 2) and tracks.dtype == torch.float32 and occluded.dtype == torch.bool
+
+
+@pytest.mark.parametrize(
+    "height, width, options",
+    [
+        (256, 256, {"processing_size": 64, "mode": "chained"}),
+        (200, 320, {"processing_size": 48, "mode": "direct", "round_trip": 3.0}),
+        (101, 157, {"upsample_factor": 0.5, "mode": "chained"}),
+        (101, 157, {"processing_size": 40, "mode": "direct", "method": "weighted_argmax", "window": 2.0}),
+    ],
+)
+def test_predictor_is_gmrw_track_on_any_video_size(small_model, height, width, options):
+    """The issue-20 check: on the same video and queries, with the same options, the Predictor and
+    gmrw.track give the same tracks (they are one path), whatever the size; each track passes
+    through its query exactly, in the video's own pixels."""
+    frames = textured_video(4, height, width, seed=height)
+    queries = torch.tensor(
+        [
+            [0, 0.0, 0.0],
+            [1, height / 2 + 0.25, width / 3 - 0.75],
+            [3, height - 1.0, width - 1.0],
+            [2, 7.5, 11.0],
+        ]
+    )
+    predictor = Predictor(small_model, "cpu", pair_batch_size=3, **options)
+    tracks, occluded = predictor(frames, queries=queries)
+    expected, expected_occ = track(
+        small_model, torch.from_numpy(frames)[None], queries[None], pair_batch_size=3, **options
+    )
+    assert torch.equal(tracks, expected[0]) and torch.equal(occluded, expected_occ[0])
+    at_query = tracks[torch.arange(4), queries[:, 0].long()]
+    assert torch.equal(at_query, queries[:, [2, 1]])
+    # and the model saw the processing size, not the video's
+    assert predictor.model_size(height, width) != (height, width)
 
 
 def test_file_equals_its_decoded_frames(small_model, clip):
@@ -74,25 +108,23 @@ def test_file_equals_its_decoded_frames(small_model, clip):
 
 def test_resizes_to_the_model_size_and_answers_in_video_pixels():
     """A 96×128 video is tracked at the processing size the model carries (short side 48 → 48×64);
-    with zero flow every track stays exactly at its query, in the video's own pixels."""
+    with zero flow every track stays exactly at its query, in the video's own pixels, edges too."""
     model = ZeroFlow({"mode": "direct", "processing_size": 48})
     predictor = Predictor(model, "cpu")
-    assert predictor.options.mode == "direct" and predictor.frame_size(96, 128) == (48, 64)
+    assert predictor.options.mode == "direct" and predictor.model_size(96, 128) == (48, 64)
     video = np.random.default_rng(0).integers(0, 255, (4, 96, 128, 3), dtype=np.uint8)
     queries = torch.tensor([[0, 10.0, 20.0], [3, 95.0, 127.0], [1, 0.0, 0.0]])
     tracks, occluded = predictor(video, queries=queries)
     assert model.sizes == {(48, 64)}
-    expected = queries[:, [2, 1]].unsqueeze(1).expand(-1, 4, -1)
-    assert torch.allclose(tracks[:2], expected[:2], atol=1e-4)
+    assert torch.equal(tracks, queries[:, [2, 1]].unsqueeze(1).expand(-1, 4, -1))
     assert not occluded.any()
-    # A point on the frame's very edge is moved inside for the model (by half a model pixel); its
-    # track still passes through the query itself.
-    assert torch.equal(tracks[2, 1], torch.tensor([0.0, 0.0]))
-    assert torch.allclose(tracks[2], expected[2], atol=0.5 + 1e-4)
-    # Without a processing size, frames go to short side 256 and then × upsample_factor.
+    # Without a processing size the model sees the video × upsample_factor (sides multiples of 8).
     plain = ZeroFlow()
     Predictor(plain, "cpu", upsample_factor=2)(video[:2], queries=queries[:1])
-    assert plain.sizes == {(512, 688)}  # 256×341 → multiples of 8: 256×344, then ×2
+    assert plain.sizes == {(192, 256)}
+    odd = ZeroFlow()
+    Predictor(odd, "cpu")(video[:2, :93, :125], queries=queries[:1])
+    assert odd.sizes == {(96, 128)}  # ×1, each side rounded to a multiple of 8
     explicit = ZeroFlow({"processing_size": 48})
     Predictor(explicit, "cpu", processing_size=64, mode="chained")(video[:2], queries=queries[:1])
     assert explicit.sizes == {(64, 88)}
@@ -117,8 +149,12 @@ def test_grid_mask_and_dense_queries():
     assert len(predictor.make_queries(source, dense=5, segm_mask=mask)) == 5 * 7
 
 
-def test_gmrw_exports_predictor():
-    assert gmrw.Predictor is Predictor
+def test_gmrw_exports_what_a_user_needs():
+    assert gmrw.Predictor is Predictor and gmrw.track is track
+    names = set(gmrw.__all__) - {"__version__"}
+    assert len(names) <= 13 and {"load_model", "OnlineSession", "load_tracks", "write_tracks_video"} <= names
+    for name in names:
+        assert getattr(gmrw, name) is not None
 
 
 @pytest.mark.parametrize(

@@ -1,15 +1,17 @@
 """``gmrw-track VIDEO``: track points through any video file and draw them.
 
     gmrw-track clip.mp4 --checkpoint kubric_73k.pth --grid 20
-    gmrw-track clip.mp4 --checkpoint kubric_73k.pth --query 0,120,80 --query 10,300,200
-    gmrw-track clip.mp4 --checkpoint kubric_73k.pth --points points.csv --mode direct
+    gmrw-track clip.mp4 --checkpoint kubric_73k.pth --query t=0,y=120,x=80 --query t=10,y=300,x=200
+    gmrw-track clip.mp4 --checkpoint kubric_73k.pth --points points.csv --mode direct  # header t,y,x
     gmrw-track clip.mp4 --checkpoint kubric_73k.pth --dense 4          # every 4th pixel of frame 0
     gmrw-track clip.mp4 --checkpoint kubric_73k.pth --grid 10 --online # frame by frame, as a stream
 
-Argument parsing and printing around :class:`gmrw.Predictor` (which owns decoding, resizing, the
-model and coordinates) and :func:`gmrw.tracking.files.track_to_files` (tracking and writing). Writes
-``<out>/<stem>.tracks.npz`` (``tracks`` (N, T, 2) as (x, y) pixels of the original video,
-``occluded`` (N, T) bool, ``queries`` (N, 3) as (t, y, x) original pixels — the TAP-Vid order —,
+Argument parsing and printing around :class:`gmrw.Predictor` (which owns decoding, the model and
+coordinates) and :func:`gmrw.tracking.files.track_to_files` (tracking and writing). Query points
+name their fields (``t=0,y=120,x=80``, any order; a points file names its columns in a header
+line), so no order is ever guessed: a bare ``0,120,80`` is refused. Writes
+``<out>/<stem>.tracks.npz`` (``tracks`` (N, T, 2) as (x, y) pixels of the video, ``occluded``
+(N, T) bool, ``queries`` (N, 3) as (t, y, x) pixels — the TAP-Vid order —,
 ``size`` (H, W), ``fps``) and ``<out>/<stem>.tracks.mp4``; with ``--dense``, ``<stem>.dense.npz``
 (compact: float16 tracks, packed visibility) and ``<stem>.dense.mp4`` (dots coloured by where they
 start). Outputs appear only once complete. Pixel coordinates put pixel centres at integers.
@@ -29,15 +31,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gmrw.tracking import (
-    DEFAULT_SHORT_SIDE,
-    FLOW_METHODS,
-    TRACKING_MODES,
-    FrameSource,
-    Predictor,
-    dense_queries,
-)
+from gmrw.choices import FLOW_METHODS, TRACKING_MODES
+from gmrw.tracking import FrameSource, Predictor, load_tracks
 from gmrw.tracking.files import TrackedFile, track_to_files
+from gmrw.tracking.inputs import dense_queries
 
 log = logging.getLogger("gmrw.track")
 
@@ -49,46 +46,75 @@ class TrackInputError(ValueError):
 # ----------------------------------------------------------------------------------- queries
 
 
+QUERY_FIELDS = ("t", "y", "x")
+QUERY_HELP = "name the fields, e.g. t=0,y=120,x=80 (frame index, then row y and column x in pixels)"
+
+
 def parse_query(text: str) -> tuple[float, float, float]:
-    """``"t,x,y"`` → (t, x, y)."""
-    parts = [p for p in text.replace(" ", ",").split(",") if p]
-    try:
-        values = tuple(float(p) for p in parts)
-    except ValueError:
-        values = ()
-    if len(values) != 3:
-        raise TrackInputError(f"--query {text!r}: expected three numbers t,x,y (frame, x, y in pixels)")
-    return values  # type: ignore[return-value]
+    """``"t=0,y=120,x=80"`` (fields in any order) → (t, y, x). Bare numbers are refused: the order
+    of ``0,120,80`` cannot be told from the text (this option once took t,x,y)."""
+    fields: dict[str, float] = {}
+    for part in (p.strip() for p in text.replace(" ", ",").split(",")):
+        if not part:
+            continue
+        name, equals, value = part.partition("=")
+        name = name.strip().lower()
+        if not equals or name not in QUERY_FIELDS or name in fields:
+            raise TrackInputError(f"--query {text!r}: {QUERY_HELP}")
+        try:
+            fields[name] = float(value)
+        except ValueError:
+            raise TrackInputError(f"--query {text!r}: {name}={value!r} is not a number") from None
+    if set(fields) != set(QUERY_FIELDS):
+        raise TrackInputError(f"--query {text!r}: {QUERY_HELP}")
+    return fields["t"], fields["y"], fields["x"]
 
 
 def read_points_file(path: str | os.PathLike) -> np.ndarray:
-    """(N, 3) rows of (t, x, y) from a ``.npy`` array or a ``.txt``/``.csv`` table (comma or
-    whitespace separated; a header line and ``#`` comments are skipped)."""
+    """(N, 3) rows of (t, y, x) from a ``.csv``/``.txt`` table whose first line names its columns
+    (``t,y,x`` in any order; comma or whitespace separated; ``#`` comments skipped), or from a
+    ``gmrw-track`` ``.npz`` (its ``queries``). A ``.npy`` array, or a table without the header,
+    is refused: its column order would be a guess."""
     path = Path(path)
     if not path.is_file():
         raise TrackInputError(f"points file {path} does not exist")
     if path.suffix == ".npy":
+        raise TrackInputError(
+            f"points file {path}: a .npy array does not name its columns; write a .csv whose first "
+            "line is t,y,x, or pass a gmrw-track .npz"
+        )
+    if path.suffix == ".npz":
         try:
-            points = np.load(path, allow_pickle=False)
+            points = load_tracks(path)["queries"]
         except Exception as exc:
-            raise TrackInputError(f"cannot read points file {path}: {exc}") from None
+            raise TrackInputError(f"cannot read points file {path} as a gmrw-track .npz: {exc}") from None
     else:
-        rows = []
+        header, rows = None, []
         for number, line in enumerate(path.read_text().splitlines(), start=1):
-            line = line.split("#", 1)[0].strip()
-            if not line:
+            fields = [f for f in line.split("#", 1)[0].replace(",", " ").split() if f]
+            if not fields:
                 continue
-            fields = [f for f in line.replace(",", " ").split() if f]
+            if header is None:
+                names = [f.lower() for f in fields]
+                if sorted(names) != sorted(QUERY_FIELDS):
+                    raise TrackInputError(
+                        f"{path}:{number}: the first line must name the columns t, y and x (in any "
+                        f"order, e.g. t,y,x), got {line.strip()!r}"
+                    )
+                header = [names.index(name) for name in QUERY_FIELDS]
+                continue
             try:
-                rows.append([float(f) for f in fields])
+                values = [float(f) for f in fields]
             except ValueError:
-                if rows:  # only the first non-empty line may be a header
-                    raise TrackInputError(f"{path}:{number}: not three numbers t,x,y: {line!r}") from None
-        points = np.array(rows, dtype=np.float64) if rows else np.zeros((0, 3))
+                raise TrackInputError(f"{path}:{number}: not three numbers: {line.strip()!r}") from None
+            if len(values) != 3:
+                raise TrackInputError(f"{path}:{number}: expected 3 numbers, got {len(values)}")
+            rows.append([values[i] for i in header])
+        points = np.array(rows, dtype=np.float64).reshape(-1, 3)
     points = np.asarray(points, dtype=np.float64)
     if points.ndim != 2 or points.shape[1] != 3:
         raise TrackInputError(
-            f"points file {path} must hold rows of t,x,y; got an array of shape {points.shape}"
+            f"points file {path} must hold rows of t,y,x; got an array of shape {points.shape}"
         )
     return points
 
@@ -97,8 +123,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="gmrw-track",
         description="Track points through a video with a GMRW model; writes <stem>.tracks.npz and "
-        "<stem>.tracks.mp4 (with --dense: <stem>.dense.npz and .mp4). Queries are t,x,y: frame index "
-        "and pixel position in the original video.",
+        "<stem>.tracks.mp4 (with --dense: <stem>.dense.npz and .mp4). Query points are t=FRAME,y=ROW,x=COL "
+        "in pixels of the video (pixel centres at integers), as the Python API's (t, y, x) rows.",
     )
     parser.add_argument("video", help="video file (anything decord/ffmpeg reads: mp4, mov, webm, ...)")
     queries = parser.add_argument_group("queries (combine freely; default --grid 10)")
@@ -106,9 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     queries.add_argument(
         "--grid-frame", type=int, default=0, metavar="T", help="frame of the grid (default 0)"
     )
-    queries.add_argument("--points", metavar="FILE", help=".npy, .txt or .csv with rows t,x,y")
     queries.add_argument(
-        "--query", action="append", default=[], metavar="T,X,Y", help="one point; repeat for more"
+        "--points",
+        metavar="FILE",
+        help=".csv/.txt whose first line names the columns (t,y,x), or a gmrw-track .npz",
+    )
+    queries.add_argument(
+        "--query", action="append", default=[], metavar="t=T,y=Y,x=X", help="one point; repeat for more"
     )
     model = parser.add_argument_group("model and tracking")
     model.add_argument(
@@ -122,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument(
         "--upsample",
         type=float,
-        help=f"upsample frames (decoded at short side {DEFAULT_SHORT_SIDE}) before the model (paper: 2 or 4)",
+        help="the model sees the frames scaled by this (the paper: 2 or 4 on 256x256 TAP-Vid frames)",
     )
     model.add_argument(
         "--method", choices=FLOW_METHODS, help="flow read-out (default: the checkpoint's, else weighted_sum)"
@@ -139,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--resize",
         type=int,
         help="short side the model sees (0: keep the video's; default: the checkpoint's processing "
-        f"size, else {DEFAULT_SHORT_SIDE})",
+        "size, else the video's own size)",
     )
     model.add_argument("--pair-batch-size", type=int, default=8, help="frame pairs per model call")
     model.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
@@ -194,10 +224,10 @@ def check_args(args: argparse.Namespace) -> None:
 
 def user_queries(args: argparse.Namespace, predictor: Predictor, source: FrameSource) -> torch.Tensor:
     """The (N, 3) (t, y, x) queries the arguments ask for, in the video's pixels, checked."""
-    txy = [np.array([parse_query(q) for q in args.query], dtype=np.float64).reshape(-1, 3)]
+    tyx = [np.array([parse_query(q) for q in args.query], dtype=np.float64).reshape(-1, 3)]
     if args.points:
-        txy.append(read_points_file(args.points))
-    given = np.concatenate(txy)[:, [0, 2, 1]]
+        tyx.append(read_points_file(args.points))
+    given = np.concatenate(tyx)
     grid = args.grid if args.grid is not None else (0 if len(given) else 10)
     if grid and not 0 <= args.grid_frame < source.num_frames:
         raise TrackInputError(
@@ -231,22 +261,22 @@ def run(args: argparse.Namespace) -> TrackedFile:
             raise TrackInputError(
                 f"--grid-frame {args.grid_frame} is out of range, the video has frames 0..{source.num_frames - 1}"
             )
-        queries = dense_queries(*source.original_size, args.dense, args.grid_frame)
+        queries = dense_queries(*source.size, args.dense, args.grid_frame)
     else:
         queries = user_queries(args, predictor, source)
     if len(queries) == 0:
-        raise TrackInputError("no query points: give --grid N, --points FILE or --query t,x,y")
-    height, width = source.original_size
+        raise TrackInputError("no query points: give --grid N, --points FILE or --query t=T,y=Y,x=X")
+    height, width = source.size
+    model_height, model_width = predictor.model_size(height, width)
     options = predictor.options
     log.info(
-        "%s: %d frames %dx%d, tracked at %dx%d (×%g into the model), %d points, %s%s mode, on %s",
+        "%s: %d frames %dx%d, the model sees %dx%d, %d points, %s%s mode, on %s",
         args.video,
         source.num_frames,
         width,
         height,
-        source.width,
-        source.height,
-        1 if options.processing_size else options.upsample_factor,
+        model_width,
+        model_height,
         len(queries),
         "online " if args.online else "",
         options.mode,

@@ -17,8 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from gmrw.tracking import Predictor, VideoFile, save_tracks
-from gmrw.tracking.outputs import write_tracks_video
-from gmrw.viz.tracks import draw_discs, track_colors
+from gmrw.viz.tracks import draw_discs, track_colors, write_tracks_video
 
 #: The long side small frames are enlarged to on screen, so a point can be clicked precisely.
 DISPLAY_SIDE = 480
@@ -126,7 +125,7 @@ class DemoBackend:
                 f"{path.name} has {video.num_frames} frames; this demo takes at most "
                 f"{self.limits.max_frames} (trim or subsample it first)"
             )
-        height, width = video.original_size
+        height, width = video.size
         if max(height, width) > self.limits.max_side:
             raise DemoError(
                 f"{path.name} is {width}x{height}; this demo takes frames up to {self.limits.max_side} px "
@@ -143,7 +142,7 @@ class DemoBackend:
         (t, y, x) of that frame drawn in their colours: (H·k, W·k, 3) uint8."""
         t = int(np.clip(t, 0, info.num_frames - 1))
         k = info.display_scale
-        frame = enlarge(VideoFile(info.path, cache_frames=0).decode([t])[0], k)
+        frame = enlarge(VideoFile(info.path, cache_frames=0).read([t])[0], k)
         here = [i for i, p in enumerate(points) if round(p[0]) == t]
         if here:
             xy = np.array([[points[i][2], points[i][1]] for i in here], dtype=np.float32)
@@ -202,13 +201,11 @@ class DemoBackend:
         stem = Path(info.path).stem
         # Small videos are drawn enlarged, as on the page, so markers and trails stay readable.
         k = info.display_scale
-        frames = (enlarge(frame, k) for frame in source.original_frames())
+        frames = (enlarge(frame, k) for frame in source.iter_frames())
         video = write_tracks_video(
             folder / f"{stem}.tracks.mp4", frames, (tracks + 0.5) * k - 0.5, occluded, source.fps
         )
-        npz = save_tracks(
-            folder / f"{stem}.tracks.npz", tracks, occluded, queries, source.original_size, source.fps
-        )
+        npz = save_tracks(folder / f"{stem}.tracks.npz", tracks, occluded, queries, source.size, source.fps)
         visible = float((~occluded).float().mean()) if occluded.numel() else 0.0
         message = (
             f"Tracked {len(queries)} points over {source.num_frames} frames with {checkpoint} "

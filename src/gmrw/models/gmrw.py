@@ -24,7 +24,7 @@ from gmrw.models.fine import (
     fine_match_points,
     fine_match_settings,
 )
-from gmrw.models.matching import flow_from_features, resize_flow, transition_from_features
+from gmrw.models.matching import flow_at_points, flow_from_features, resize_flow, transition_from_features
 from gmrw.models.position import add_window_position
 from gmrw.models.transformer import FeatureTransformer
 
@@ -252,6 +252,34 @@ class GMRW(nn.Module):
                     maps_src.full, maps_dst.full, flow, settings["pixel_radius"], settings["temperature"]
                 )
         return resize_flow(flow, size) if size is not None else flow
+
+    def point_flow(
+        self,
+        feature_src: torch.Tensor,
+        feature_dst: torch.Tensor,
+        xy: torch.Tensor,
+        method: str = "weighted_sum",
+        window: float | None = None,
+        size: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """Refined features (K,C,h,w) x2, points ``xy`` (K,N,2) (x, y) in pixels of frames of
+        ``size`` (default (h, w) cells) → (K,N,2) flow (dx, dy) in those pixels at the points.
+
+        What tracking reads: equal to float rounding to sampling :meth:`flow_from_features` at
+        ``size`` with the paper's bilinear sampler, computing only the transition rows of the cells
+        the samples touch (:func:`gmrw.models.matching.flow_at_points`). With the fine-match step on
+        (features carrying its maps, :attr:`fine_match_enabled`), each point's coarse match
+        ``xy + flow`` is then refined by :meth:`fine_match_points`, matching the point itself (its
+        bilinear fine feature) rather than interpolating refined cell flows.
+        """
+        size = size or tuple(feature_src.shape[-2:])
+        coarse_src, maps_src = self.split_features(feature_src)
+        coarse_dst, maps_dst = self.split_features(feature_dst)
+        flow = flow_at_points(coarse_src, coarse_dst, xy, size, method, window, self.temperature)
+        if maps_src is None or maps_dst is None or not self.fine_match_enabled:
+            return flow
+        xy = xy.float()
+        return self.fine_match_points(feature_src, feature_dst, xy, xy + flow, size) - xy
 
     def fine_match_points(
         self,

@@ -7,7 +7,8 @@ pixels of any output size the way the paper's code does (bilinear, corner-aligne
 multiplied by the size ratio).
 
 Everything that only needs flows works on row chunks (or fused attention), so memory stays
-O(N·C) or O(chunk·N) rather than O(N²) for N = h*w cells.
+O(N·C) or O(chunk·N) rather than O(N²) for N = h*w cells; :func:`flow_at_points` computes only
+the rows of the cells a set of points reads (tracking needs flows at its points, nowhere else).
 """
 
 from __future__ import annotations
@@ -152,3 +153,89 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     flow = F.interpolate(flow, size=(height, width), mode="bilinear", align_corners=True)
     ratio = torch.tensor([width / w, height / h], device=flow.device, dtype=flow.dtype)
     return flow * ratio.view(1, 2, 1, 1)
+
+
+def _aligned_cells(
+    pixel: torch.Tensor, pixels: int, cells: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Integer pixel indices of an axis of ``pixels`` px, upsampled from ``cells`` cells with aligned
+    corners (as :func:`resize_flow`) → the two cells each pixel reads and the second one's weight."""
+    scale = torch.tensor(max(cells - 1, 0), dtype=torch.float32) / max(pixels - 1, 1)
+    source = pixel.float() * scale.to(pixel.device)
+    first = source.floor().long().clamp(0, cells - 1)
+    second = (first + 1).clamp(max=cells - 1)
+    return first, second, (source - first).clamp(0, 1)
+
+
+def _point_stencil(xy: torch.Tensor, size: tuple[int, int], cells: tuple[int, int]):
+    """Where :func:`flow_at_points` reads: (K, N, 2) (x, y) pixels of frames of ``size`` → the
+    (K, N, 16) cells (row-major) whose flows make up each point's value, and their (K, N, 16) weights.
+
+    The value is the paper's bilinear sampler (four pixel corners; indices clamped to the frame,
+    weights from the unclamped corners, so outside points extrapolate) over the flow upsampled to
+    ``size`` with aligned corners, whose every pixel is itself a bilinear mix of 2 × 2 cells.
+    """
+    height, width = size
+    h, w = cells
+    per_axis = []
+    for coord, pixels, count in ((xy[..., 1].float(), height, h), (xy[..., 0].float(), width, w)):
+        low = torch.floor(coord)
+        corner_weights = torch.stack((low + 1 - coord, coord - low), dim=-1)  # (K, N, 2)
+        corners = torch.stack((low, low + 1), dim=-1).long().clamp(0, pixels - 1)
+        first, second, frac = _aligned_cells(corners, pixels, count)
+        index = torch.stack((first, second), dim=-1)  # (K, N, corner, cell)
+        weight = corner_weights.unsqueeze(-1) * torch.stack((1 - frac, frac), dim=-1)
+        per_axis.append((index.flatten(-2), weight.flatten(-2)))  # (K, N, 4) each
+    (rows, row_weights), (cols, col_weights) = per_axis
+    index = rows.unsqueeze(-1) * w + cols.unsqueeze(-2)  # (K, N, 4, 4)
+    weight = row_weights.unsqueeze(-1) * col_weights.unsqueeze(-2)
+    return index.flatten(-2), weight.flatten(-2)
+
+
+def flow_at_points(
+    feature_src: torch.Tensor,
+    feature_dst: torch.Tensor,
+    xy: torch.Tensor,
+    size: tuple[int, int],
+    method: str = "weighted_sum",
+    window: float | None = None,
+    temperature: float | None = None,
+    dense_fraction: float = 0.5,
+) -> torch.Tensor:
+    """Refined features (K,C,h,w) x2 and points ``xy`` (K, N, 2) (x, y) in pixels of frames of
+    ``size`` (H, W) → (K, N, 2) flow (dx, dy) in pixels of that size at those points.
+
+    Equal, to float rounding, to sampling the dense flow the tracker used to build —
+    ``sample_flow(resize_flow(flow_from_features(...), size), xy)`` (aligned-corner upsampling,
+    then the paper's bilinear sampler) — but only the transition rows of the cells those samples
+    touch are computed (at most 16 per point, shared between points): N × h·w scores instead of
+    (h·w)². Where the points touch more than ``dense_fraction`` of the cells (dense grids), the
+    whole cell flow is computed once (the O(N·C)-memory path of :func:`flow_from_features`) and read.
+    """
+    check_flow_method(method, window)
+    k, c, h, w = feature_src.shape
+    n = h * w
+    index, weight = _point_stencil(xy, size, (h, w))  # (K, P, 16)
+    needed = torch.zeros(n, dtype=torch.bool, device=index.device)
+    needed[index.flatten()] = True
+    coords = cell_coords(h, w, feature_src.device)
+    if int(needed.sum()) > dense_fraction * n:
+        cell_flow = flow_from_features(feature_src, feature_dst, method, window, temperature)
+        flows, slot = cell_flow.flatten(2).transpose(1, 2), index  # (K, h*w, 2)
+    else:
+        cells = torch.nonzero(needed).squeeze(1)
+        q = _tokens(feature_src)[:, cells] * _scale(c, temperature)  # scaled as transition_from_features
+        kt = feature_dst.flatten(2)
+        rows = max(1, CHUNK_ELEMENTS // (k * n))
+        parts = []
+        for i in range(0, len(cells), rows):
+            probs = F.softmax(torch.bmm(q[:, i : i + rows], kt).float(), dim=-1)
+            parts.append(_flow_rows(probs, coords, method, window))
+        flows = torch.cat(parts, dim=1) - coords[cells]  # (K, U, 2) in cells
+        lookup = torch.zeros(n, dtype=torch.long, device=index.device)
+        lookup[cells] = torch.arange(len(cells), device=index.device)
+        slot = lookup[index]
+    p = index.shape[1]
+    values = torch.gather(flows, 1, slot.reshape(k, -1, 1).expand(-1, -1, 2)).reshape(k, p, 16, 2)
+    ratio = torch.tensor([size[1] / w, size[0] / h], device=values.device, dtype=values.dtype)
+    return (values * weight.unsqueeze(-1)).sum(2) * ratio

@@ -1,180 +1,303 @@
-"""Frames → flows with a model: what the offline tracker (:class:`ModelPairFlows`, pairs by the
-chunk) and the online one (:class:`~gmrw.tracking.online.OnlineSession`, one new frame at a time)
-share, so both compute a pair's flows the same way.
+"""Flows at points: what the tracking modes read between two frames, from a model or from stored
+dense flows.
+
+A *pair-flow function* takes directed frame pairs ``(b, src, dst)`` (video ``b`` of the batch,
+frame ``src`` to frame ``dst``) and returns :class:`PairFlows`: ``flows.at(index, xy)`` is the
+flow (dx, dy) of pairs ``index`` at points ``xy`` (x, y), in pixels of the video. The model-backed
+one (:class:`ModelFlows`) never builds a dense flow field: with a GMRW it encodes each frame once,
+refines each unordered pair once (both directions come from one refinement), and reads flows only
+at the points asked for (:meth:`gmrw.models.GMRW.point_flow`). Memory then depends on the model's
+input size, not on the video's pixels. The tests drive the modes with :class:`DenseFlows`, the
+paper's stored flows read by its own sampler (:func:`sample_flow`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 
 import torch
-import torch.nn.functional as F
 
-from gmrw.tracking.core import Pair
-from gmrw.tracking.options import TrackingOptions
+from gmrw.tracking.frames import model_input
+
+Pair = tuple[int, int, int]
 
 
-class FlowReader:
-    """A model's flows between frames served at ``frame_size`` (H, W), in pixels of that size.
+def sample_flow(flow: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
+    """Bilinearly sample ``flow`` (B, C, H, W) at ``xy`` (B, N, 2) pixel positions (x, y) → (B, N, C).
 
-    Frames become model input (float, on the model's device, resized to ``model_size``; bilinear,
-    aligned corners, antialiased when shrinking, as the paper's evaluation upsamples). With a GMRW
-    (a model with ``encode``, ``refine`` and ``flow_from_features``; :attr:`shared`) a frame is
-    encoded once whatever pairs it is in, and both directions of a pair are read from one
-    refinement: the feature transformer treats its two inputs symmetrically, so ``refine(b, a)`` is
-    ``refine(a, b)`` swapped. Any other model goes through ``flow(src, dst, ...)``.
+    Matches the paper's sampler bit for bit: the four corner *indices* are clamped to the image,
+    but the weights are computed from the unclamped corners, so a position outside the image is
+    extrapolated from the border pixels rather than clamped to them. Positions are in pixel units
+    of ``flow`` (pixel centres at integers).
+    """
+    b, c, h, w = flow.shape
+    x = xy[..., 0].float()
+    y = xy[..., 1].float()
+    x0 = torch.floor(x)
+    y0 = torch.floor(y)
+    x1 = x0 + 1
+    y1 = y0 + 1
+    x0i, x1i = x0.long().clamp(0, w - 1), x1.long().clamp(0, w - 1)
+    y0i, y1i = y0.long().clamp(0, h - 1), y1.long().clamp(0, h - 1)
+
+    flat = flow.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+    def gather(yi: torch.Tensor, xi: torch.Tensor) -> torch.Tensor:
+        index = (yi * w + xi).unsqueeze(-1).expand(-1, -1, c)
+        return torch.gather(flat, 1, index)
+
+    # Same products and summation order as the reference, so results are bit-identical.
+    w00 = ((x1 - x) * (y1 - y)).unsqueeze(-1)
+    w01 = ((x - x0) * (y1 - y)).unsqueeze(-1)
+    w10 = ((x1 - x) * (y - y0)).unsqueeze(-1)
+    w11 = ((x - x0) * (y - y0)).unsqueeze(-1)
+    return w00 * gather(y0i, x0i) + w01 * gather(y0i, x1i) + w10 * gather(y1i, x0i) + w11 * gather(y1i, x1i)
+
+
+class PairFlows(ABC):
+    """The flows of K directed frame pairs, read at points."""
+
+    @abstractmethod
+    def at(self, index: Sequence[int], xy: torch.Tensor) -> torch.Tensor:
+        """Pairs ``index`` (M of the K) and points ``xy`` (M, N, 2) (x, y) in the video's pixels →
+        (M, N, 2) float32 flows (dx, dy) in the video's pixels, on ``xy``'s device."""
+
+    @property
+    @abstractmethod
+    def nbytes(self) -> int:
+        """Memory these flows hold (what keeping them costs)."""
+
+
+class DenseFlows(PairFlows):
+    """Dense flows (K, 2, H, W) in the video's pixels, read with the paper's sampler."""
+
+    def __init__(self, flows: torch.Tensor):
+        self.flows = flows
+
+    def at(self, index: Sequence[int], xy: torch.Tensor) -> torch.Tensor:
+        flows = self.flows[list(index)].to(device=xy.device, dtype=torch.float32)
+        return sample_flow(flows, xy)
+
+    @property
+    def nbytes(self) -> int:
+        return self.flows.numel() * self.flows.element_size()
+
+
+class RefinedPairs(PairFlows):
+    """Refined features of U frame pairs (``src`` and ``dst``, (U, C, h, w) each, whatever
+    ``model.refine`` returns, indexed along dim 0 only) and, for each of K requests, the pair it
+    reads and whether backwards (dst → src: the same refinement, roles swapped)."""
+
+    def __init__(self, reader: FlowModel, src, dst, rows: Sequence[int], reverse: Sequence[bool]):
+        self.reader, self.src, self.dst = reader, src, dst
+        self.rows, self.reverse = list(rows), list(reverse)
+
+    def at(self, index: Sequence[int], xy: torch.Tensor) -> torch.Tensor:
+        index = list(index)
+        out = torch.empty(len(index), xy.shape[1], 2, device=xy.device)
+        for backwards in (False, True):
+            picked = [m for m, i in enumerate(index) if self.reverse[i] == backwards]
+            if not picked:
+                continue
+            rows = torch.tensor([self.rows[index[m]] for m in picked], device=self.src.device)
+            src, dst = (self.dst, self.src) if backwards else (self.src, self.dst)
+            points = xy[picked].to(self.src.device)
+            flows = self.reader.point_flow(src[rows], dst[rows], points)
+            out[picked] = flows.to(device=xy.device, dtype=torch.float32)
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.src, self.dst))
+
+
+class FramePairs(PairFlows):
+    """For a model with only ``flow(src, dst, method=, window=, size=)``: its input frames for U
+    pairs, and dense flows computed (at most ``batch`` pairs per call) the first time a request
+    reads them, then sampled at the points."""
+
+    def __init__(self, reader: FlowModel, src, dst, rows: Sequence[int], reverse: Sequence[bool], batch: int):
+        self.reader, self.src, self.dst = reader, src, dst
+        self.rows, self.reverse = list(rows), list(reverse)
+        self.batch = batch
+        self.computed: dict[tuple[int, bool], torch.Tensor] = {}
+
+    def at(self, index: Sequence[int], xy: torch.Tensor) -> torch.Tensor:
+        keys = [(self.rows[i], self.reverse[i]) for i in index]
+        todo = list(dict.fromkeys(k for k in keys if k not in self.computed))
+        for start in range(0, len(todo), self.batch):
+            chunk = todo[start : start + self.batch]
+            src = torch.stack([self.dst[u] if back else self.src[u] for u, back in chunk])
+            dst = torch.stack([self.src[u] if back else self.dst[u] for u, back in chunk])
+            self.computed.update(zip(chunk, self.reader.dense_flow(src, dst)))
+        flows = torch.stack([self.computed[k] for k in keys]).to(device=xy.device, dtype=torch.float32)
+        return sample_flow(flows, xy)
+
+    @property
+    def nbytes(self) -> int:
+        held = [self.src, self.dst, *self.computed.values()]
+        return sum(t.numel() * t.element_size() for t in held)
+
+
+class FlowModel:
+    """How tracking talks to a model, for a video of ``frame_size`` (H, W) seen by the model at
+    ``model_size`` (H', W') (:func:`~gmrw.tracking.frames.model_input`).
+
+    With a GMRW (a model with ``encode``, ``refine`` and ``point_flow``: :attr:`shared`) frames
+    are encoded one by one or in batches, pairs of encodings refined, and flows read at points;
+    the feature transformer treats its two inputs symmetrically, so ``refine(b, a)`` is
+    ``refine(a, b)`` swapped and one refinement serves both directions of a pair. Any other model
+    goes through ``flow(src, dst, ...)`` on its input frames.
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
         frame_size: tuple[int, int],
-        model_size: tuple[int, int] | None = None,
+        model_size: tuple[int, int],
         method: str = "weighted_sum",
         window: float | None = None,
+        batch: int = 8,
         fallback_device: torch.device | str = "cpu",
     ):
         self.model = model
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
-        self.model_size = tuple(model_size) if model_size is not None else self.frame_size
-        self.method = method
-        self.window = window
-        self.shared = all(
-            callable(getattr(model, name, None)) for name in ("encode", "refine", "flow_from_features")
-        )
+        self.model_size = (int(model_size[0]), int(model_size[1]))
+        self.method, self.window, self.batch = method, window, max(1, int(batch))
+        self.shared = all(callable(getattr(model, name, None)) for name in ("encode", "refine", "point_flow"))
         try:
             self.device = next(model.parameters()).device
         except (StopIteration, AttributeError):
             self.device = torch.device(fallback_device)
 
-    def prepare(self, frames: torch.Tensor) -> torch.Tensor:
-        """(K, H, W, 3) frames in [0, 255] → (K, 3, H', W') float32 model input on its device."""
-        # NCHW: the backbone's convolutions run ~2× slower on the channels-last view of (K, H, W, 3)
-        x = frames.to(self.device).permute(0, 3, 1, 2).float().contiguous()
-        if self.model_size != self.frame_size:
-            shrink = self.model_size[0] < self.frame_size[0] or self.model_size[1] < self.frame_size[1]
-            x = F.interpolate(x, size=self.model_size, mode="bilinear", align_corners=True, antialias=shrink)
-        return x
-
     def encode(self, frames: torch.Tensor) -> torch.Tensor:
-        """(K, H, W, 3) frames → what a pair needs of each: encoded features with a GMRW, else the
-        prepared frames themselves."""
-        x = self.prepare(frames)
+        """(K, H, W, 3) frames in [0, 255] → what a pair needs of each, along dim 0: encoded
+        features with a GMRW, else the model's input frames (K, 3, H', W')."""
+        x = model_input(frames, self.model_size, self.device)
         return self.model.encode(x) if self.shared else x
 
-    def read(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        """Refined features (K, C, h, w) ×2 → (K, 2, H, W) float32 flows src → dst (GMRW only)."""
-        return self.model.flow_from_features(src, dst, self.method, self.window, self.frame_size).float()
-
-    def both_ways(self, src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """:meth:`encode` outputs of K pairs → flows src → dst and dst → src, (K, 2, H, W) each."""
+    def pairs(self, src, dst, rows: Sequence[int], reverse: Sequence[bool]) -> PairFlows:
+        """:meth:`encode` outputs of U pairs → the flows of K requests (pair ``rows[k]``, backwards
+        where ``reverse[k]``)."""
         if self.shared:
-            refined_src, refined_dst = self.model.refine(src, dst)
-            return self.read(refined_src, refined_dst), self.read(refined_dst, refined_src)
-        return self.one_way(src, dst), self.one_way(dst, src)
+            return RefinedPairs(self, *self.model.refine(src, dst), rows, reverse)
+        return FramePairs(self, src, dst, rows, reverse, self.batch)
 
-    def one_way(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        """:meth:`encode` outputs of K pairs → (K, 2, H, W) flows src → dst."""
-        if self.shared:
-            return self.read(*self.model.refine(src, dst))
-        return self.flow(src, dst)
+    def point_flow(self, src, dst, xy: torch.Tensor) -> torch.Tensor:
+        """Refined features of M pairs, points (M, N, 2) in the video's pixels → (M, N, 2) flows."""
+        return self.model.point_flow(src, dst, xy, self.method, self.window, self.frame_size)
 
-    def flow(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
-        """Prepared frames (K, 3, H', W') ×2 → (K, 2, H, W) flows through ``model.flow``."""
-        flow = self.model.flow(src, dst, method=self.method, window=self.window, size=self.frame_size)
-        return flow.float()
+    def dense_flow(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
+        """Input frames (M, 3, H', W') ×2 → (M, 2, H, W) flows through ``model.flow``."""
+        return self.model.flow(src, dst, method=self.method, window=self.window, size=self.frame_size)
 
 
-class ModelPairFlows:
-    """The pair-flow function backed by a model: ``(b, src, dst)`` triples → (K, 2, H, W) flows.
+class ModelFlows:
+    """The pair-flow function backed by a model over a video: directed pairs → :class:`PairFlows`.
 
-    Frames are converted to float [0, 255], resized to ``model_size`` (H', W') (default: scaled by
-    ``upsample_factor``) on the fly, and sent to the model ``pair_batch_size`` pairs at a time;
-    flows are resized to the original (H, W) by the model, so tracks stay in input pixels. Within a
-    chunk each frame is encoded once however many pairs it is in, and a pair asked for in both
-    directions (chained mode's forward and backward flows) is refined once (see
-    :class:`FlowReader`), which halves chained mode's cost.
+    Frames are read from ``video`` ((B, T, H, W, 3) in [0, 255], or a
+    :class:`~gmrw.tracking.frames.FrameSource`) as pairs need them and encoded once: the latest
+    ``pair_batch_size + 2`` encodings are kept (a chained step's frame serves the next step too),
+    and :meth:`keep` holds chosen frames' (direct mode's query frames) for the whole run. Each call
+    refines its unordered pairs ``pair_batch_size`` at a time, each once however many directions
+    are asked for.
 
     Args:
-        model: anything with ``flow(src, dst, method=, window=, size=)``.
-        video: (B, T, H, W, 3) uint8 or float in [0, 255], on any device (or a
-            :class:`gmrw.tracking.FrameSource`).
+        model: a GMRW, or anything with ``flow(src, dst, method=, window=, size=)``.
+        model_size: (H', W') of the frames the model sees.
+        progress: a tqdm bar, advanced by one per pair refined.
     """
 
     def __init__(
         self,
         model: torch.nn.Module,
-        video: torch.Tensor,
-        upsample_factor: float = 1,
+        video,
+        model_size: tuple[int, int],
         method: str = "weighted_sum",
         window: float | None = None,
         pair_batch_size: int = 8,
         progress=None,
-        model_size: tuple[int, int] | None = None,
     ):
         self.video = video
-        self.height, self.width = int(video.shape[2]), int(video.shape[3])
-        if model_size is None:
-            model_size = TrackingOptions(upsample_factor=upsample_factor).model_size(self.height, self.width)
-        self.reader = FlowReader(model, (self.height, self.width), model_size, method, window, video.device)
-        self.model = model
-        self.model_size = self.reader.model_size
-        self.device = self.reader.device
         self.pair_batch_size = max(1, int(pair_batch_size))
+        size = (int(video.shape[2]), int(video.shape[3]))
+        device = getattr(video, "device", "cpu")
+        self.reader = FlowModel(model, size, model_size, method, window, self.pair_batch_size, device)
         self.progress = progress
-        self.calls = 0  # flows computed so far (tests check nothing is wasted)
+        self.refined = 0  # pairs refined so far (tests check nothing is computed twice)
+        self._recent: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
+        self._kept: dict[tuple[int, int], torch.Tensor] = {}
+        self._to_keep: set[tuple[int, int]] = set()
+        self._keep_bytes = 0
 
-    def frames(self, index: Sequence[tuple[int, int]]) -> torch.Tensor:
-        """(video, frame) pairs → (K, 3, H', W') float32 on the model's device."""
-        bs = torch.tensor([i for i, _ in index])
-        ts = torch.tensor([t for _, t in index])
-        return self.reader.prepare(self.video[bs.to(self.video.device), ts.to(self.video.device)])
+    def keep(self, frames: Iterable[tuple[int, int]], budget_bytes: int) -> None:
+        """Hold the encodings of ``frames`` ((video, frame) pairs) once made, as long as they fit in
+        ``budget_bytes`` together; frames beyond that are encoded again when needed."""
+        self._to_keep.update(frames)
+        self._keep_bytes = int(budget_bytes)
 
-    def __call__(self, pairs: Sequence[Pair]) -> torch.Tensor:
-        if not self.reader.shared:
-            return self._one_by_one(pairs)
-        # Each unordered pair once, oriented as first asked; where it is asked for each request.
-        requests: dict[Pair, list[tuple[int, bool]]] = {}
-        for position, (b, s, d) in enumerate(pairs):
-            if (b, d, s) in requests:
-                requests[(b, d, s)].append((position, True))
-            else:
-                requests.setdefault((b, s, d), []).append((position, False))
-        out: list[torch.Tensor | None] = [None] * len(pairs)
-        keys = list(requests)
+    def encodings(self, frames: Sequence[tuple[int, int]]):
+        """(video, frame) pairs → their encodings along dim 0; the missing ones encoded in one call."""
+        missing = [f for f in dict.fromkeys(frames) if f not in self._kept and f not in self._recent]
+        if missing:
+            videos = torch.tensor([b for b, _ in missing])
+            times = torch.tensor([t for _, t in missing])
+            device = getattr(self.video, "device", torch.device("cpu"))
+            encoded = self.reader.encode(self.video[videos.to(device), times.to(device)])
+            for k, frame in enumerate(missing):
+                one = encoded[k : k + 1]
+                size = one.numel() * one.element_size()
+                held = sum(e.numel() * e.element_size() for e in self._kept.values())
+                if frame in self._to_keep and held + size <= self._keep_bytes:
+                    self._kept[frame] = one.clone()  # not a view that would keep its whole batch
+                else:
+                    self._recent[frame] = one
+        for frame in frames:
+            if frame in self._recent:
+                self._recent.move_to_end(frame)
+        out = torch.cat([self._kept[f] if f in self._kept else self._recent[f] for f in frames])
+        while len(self._recent) > self.pair_batch_size + 2:
+            self._recent.popitem(last=False)
+        return out
+
+    def __call__(self, pairs: Sequence[Pair]) -> PairFlows:
+        # Each unordered pair once, oriented as first asked; each request reads it one way.
+        unique: dict[Pair, int] = {}
+        rows, reverse = [], []
+        for b, s, d in pairs:
+            backwards = (b, d, s) in unique
+            key = (b, d, s) if backwards else (b, s, d)
+            rows.append(unique.setdefault(key, len(unique)))
+            reverse.append(backwards)
+        keys = list(unique)
+        if not keys:
+            return DenseFlows(torch.zeros(0, 2, *self.reader.frame_size))
+        src_parts, dst_parts = [], []
         for i in range(0, len(keys), self.pair_batch_size):
             chunk = keys[i : i + self.pair_batch_size]
-            frames = list(dict.fromkeys([(b, s) for b, s, _ in chunk] + [(b, d) for b, _, d in chunk]))
-            slot = {frame: k for k, frame in enumerate(frames)}
-            encoded = self.model.encode(self.frames(frames))
-            refined_src, refined_dst = self.model.refine(
-                encoded[[slot[(b, s)] for b, s, _ in chunk]], encoded[[slot[(b, d)] for b, _, d in chunk]]
-            )
-            produced = 0
-            for reverse in (False, True):
-                rows = [k for k, key in enumerate(chunk) if any(r == reverse for _, r in requests[key])]
-                if not rows:
-                    continue
-                src, dst = (refined_dst, refined_src) if reverse else (refined_src, refined_dst)
-                flows = self.reader.read(src[rows], dst[rows])
-                for flow, k in zip(flows, rows):
-                    for position, r in requests[chunk[k]]:
-                        if r == reverse:
-                            out[position] = flow
-                produced += len(rows)
-            self.calls += produced
-            if self.progress is not None:
-                self.progress.update(produced)
-        return torch.stack(out) if out else torch.zeros(0, 2, self.height, self.width, device=self.device)
+            encoded = self.encodings([(b, s) for b, s, _ in chunk] + [(b, d) for b, _, d in chunk])
+            src_parts.append(encoded[: len(chunk)])
+            dst_parts.append(encoded[len(chunk) :])
+        src = src_parts[0] if len(src_parts) == 1 else torch.cat(src_parts)
+        dst = dst_parts[0] if len(dst_parts) == 1 else torch.cat(dst_parts)
+        flows = self._refine(src, dst, rows, reverse)
+        self.refined += len(keys)
+        if self.progress is not None:
+            if self.progress.total is not None and self.progress.n + len(keys) > self.progress.total:
+                self.progress.total = self.progress.n + len(keys)  # a dropped cache costs pairs again
+            self.progress.update(len(keys))
+        return flows
 
-    def _one_by_one(self, pairs: Sequence[Pair]) -> torch.Tensor:
-        out = []
-        for i in range(0, len(pairs), self.pair_batch_size):
-            chunk = pairs[i : i + self.pair_batch_size]
-            src = self.frames([(b, s) for b, s, _ in chunk])
-            dst = self.frames([(b, d) for b, _, d in chunk])
-            out.append(self.reader.flow(src, dst))
-            self.calls += len(chunk)
-            if self.progress is not None:
-                self.progress.update(len(chunk))
-        return torch.cat(out)
+    def _refine(self, src, dst, rows: list[int], reverse: list[bool]) -> PairFlows:
+        """Refinement ``pair_batch_size`` pairs per model call (the transformer's memory), as one
+        :class:`PairFlows`."""
+        step = self.pair_batch_size
+        if not self.reader.shared or len(src) <= step:
+            return self.reader.pairs(src, dst, rows, reverse)
+        refined = [
+            self.reader.model.refine(src[i : i + step], dst[i : i + step]) for i in range(0, len(src), step)
+        ]
+        both = [torch.cat([part[j] for part in refined]) for j in (0, 1)]
+        return RefinedPairs(self.reader, both[0], both[1], rows, reverse)

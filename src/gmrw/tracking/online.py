@@ -8,10 +8,11 @@ with the video.
         positions, occluded = session.step(frame)   # (N, 2) (x, y) and (N,) bool, every query so far
 
 Chained mode (the default) keeps the previous frame's encoding and the current positions; each
-new frame is refined against the previous one, both flows of that pair are read from the one
-refinement, and every point moves by the forward flow at its position — the same step
-(:func:`gmrw.tracking.core.forward_step`) as the offline forward sweep, so a query's positions
-equal the offline chained track from its query frame on.
+new frame is refined against the previous one, both flows of that pair are read at the points from
+the one refinement, and every point moves by the forward flow at its position — the same step
+(:func:`gmrw.tracking.modes.forward_step`) and the same frames, model input and coordinates as the
+offline forward sweep, so a query's positions equal the offline chained track from its query frame
+on.
 
 **What ``occluded`` means online.** Chained: a point is occluded at frame k when it lies outside
 the frame, or when the forward flow k-1 → k at its position and the backward flow k → k-1 where it
@@ -26,20 +27,15 @@ offline. A query is visible at its own frame.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from gmrw.tracking.api import check_queries
-from gmrw.tracking.coords import positions_to_video, queries_to_frames
-from gmrw.tracking.core import CONSISTENCY_THRESHOLD, forward_step
-from gmrw.tracking.flow_sampling import inside, sample_flow
-from gmrw.tracking.flows import FlowReader
-from gmrw.tracking.inputs import as_points, check_frame
+from gmrw.tracking.flows import FlowModel, PairFlows
+from gmrw.tracking.inputs import as_points, check_frame, check_queries
+from gmrw.tracking.modes import CONSISTENCY_THRESHOLD, forward_step, inside
 from gmrw.tracking.options import TrackingOptions
-from gmrw.video import resize_frames
 
 
 class OnlineSession:
@@ -48,27 +44,20 @@ class OnlineSession:
 
     Args:
         model: a GMRW (anything with ``flow``), on the device to run on.
-        options: how to track (``mode`` chained or direct, flow ``method``/``window``,
-            ``upsample_factor`` on top of ``frame_size``).
-        frame_size: (H0, W0) of the video → (H, W) its frames are resized to before the model.
+        options: how to track (``mode`` chained or direct, flow ``method``/``window``, the size the
+            model sees), as :func:`gmrw.track`.
     """
 
-    def __init__(
-        self,
-        model: torch.nn.Module,
-        options: TrackingOptions,
-        frame_size: Callable[[int, int], tuple[int, int]],
-    ):
+    def __init__(self, model: torch.nn.Module, options: TrackingOptions):
         self.model = model
         self.options = options
-        self.frame_size = frame_size
         #: Index of the latest frame given to :meth:`step` (-1 before the first).
         self.t = -1
-        self.original_size: tuple[int, int] | None = None
+        #: (H, W) of the video, known from its first frame.
         self.size: tuple[int, int] | None = None
-        self._reader: FlowReader | None = None
-        self._queries = torch.zeros(0, 3)  # (N, 3) (t, y, x), original pixels
-        self._start = torch.zeros(0, 2)  # (N, 2) (x, y) at the query frame, pixels of `size`
+        self._reader: FlowModel | None = None
+        self._queries = torch.zeros(0, 3)  # (N, 3) (t, y, x)
+        self._start = torch.zeros(0, 2)  # (N, 2) (x, y) at the query frame
         self._positions = torch.zeros(0, 2)  # (N, 2) (x, y) at frame t, NaN before the query frame
         self._visible = torch.zeros(0, dtype=torch.bool)  # (N,) at frame t
         self._previous: torch.Tensor | None = None  # the latest frame, encoded
@@ -110,8 +99,8 @@ class OnlineSession:
             self._check_inside(rows)
         new = torch.arange(self.num_queries, self.num_queries + len(rows))
         self._queries = torch.cat((self._queries, rows))
+        self._start = torch.cat((self._start, rows[:, [2, 1]]))
         nan = torch.full((len(rows), 2), float("nan"))
-        self._start = torch.cat((self._start, self._frame_points(rows) if self.size else nan))
         self._positions = torch.cat((self._positions, nan))
         self._visible = torch.cat((self._visible, torch.zeros(len(rows), dtype=torch.bool)))
         at_current = rows[:, 0] == self.t
@@ -129,16 +118,16 @@ class OnlineSession:
             not come yet.
         """
         image = check_frame(frame)
-        if self.original_size is None:
+        if self.size is None:
             self._begin(tuple(image.shape[:2]))
-        elif tuple(image.shape[:2]) != self.original_size:
+        elif tuple(image.shape[:2]) != self.size:
             raise ValueError(
                 f"frame {self.t + 1} is {image.shape[1]}x{image.shape[0]}, the session's video is "
-                f"{self.original_size[1]}x{self.original_size[0]}"
+                f"{self.size[1]}x{self.size[0]}"
             )
         k = self.t + 1
         with torch.no_grad():
-            encoded = self._reader.encode(resize_frames(image[None], self.size))
+            encoded = self._reader.encode(image[None])
             frames = self._queries[:, 0]
             if self.options.mode == "chained":
                 self._chained_step(encoded, frames < k)
@@ -149,7 +138,7 @@ class OnlineSession:
         starting = torch.nonzero(frames == k).squeeze(1)
         if len(starting):
             self._start_points(starting, encoded)
-        return positions_to_video(self._positions, self.original_size, self.size), ~self._visible
+        return self._positions.clone(), ~self._visible
 
     def memory_bytes(self) -> int:
         """Bytes of tensors the session holds: it grows with the queries (and, in direct mode, the
@@ -160,25 +149,19 @@ class OnlineSession:
         return sum(t.numel() * t.element_size() for t in held)
 
     # ----------------------------------------------------------------------------- internals
-    def _begin(self, original: tuple[int, int]) -> None:
+    def _begin(self, size: tuple[int, int]) -> None:
         """The first frame fixes the video's size; queries given before it are checked against it."""
-        size = tuple(self.frame_size(*original))
-        self._check_inside(self._queries, original)
-        self.original_size, self.size = original, size
-        model_size = self.options.model_size(*size)
-        self._reader = FlowReader(self.model, size, model_size, self.options.method, self.options.window)
-        self._start = self._frame_points(self._queries)
+        self._check_inside(self._queries, size)
+        self.size = size
+        options = self.options
+        model_size = options.model_size(*size)
+        self._reader = FlowModel(self.model, size, model_size, options.method, options.window)
 
-    def _check_inside(self, rows: torch.Tensor, original: tuple[int, int] | None = None) -> None:
-        height, width = original or self.original_size
+    def _check_inside(self, rows: torch.Tensor, size: tuple[int, int] | None = None) -> None:
+        height, width = size or self.size
         if len(rows):
             last = int(rows[:, 0].max()) + 1
             check_queries(rows[None], last, height, width, 1)
-
-    def _frame_points(self, rows: torch.Tensor) -> torch.Tensor:
-        """(M, 3) (t, y, x) original pixels → (M, 2) (x, y) pixels of the resized frames."""
-        inside_points = queries_to_frames(rows, self.original_size, self.size)
-        return inside_points[:, [2, 1]].contiguous()
 
     def _start_points(self, index: torch.Tensor, encoded: torch.Tensor) -> None:
         self._positions[index] = self._start[index]
@@ -189,24 +172,27 @@ class OnlineSession:
     def _chained_step(self, encoded: torch.Tensor, active: torch.Tensor) -> None:
         if not active.any():
             return
-        forward, backward = self._reader.both_ways(self._previous, encoded)
-        device = forward.device
+        # One pair, read forward (request 0) and backward (request 1) from the one refinement.
+        flows: PairFlows = self._reader.pairs(self._previous, encoded, [0, 0], [False, True])
         moved, consistent = forward_step(
-            self._positions[active][None].to(device), forward, backward, CONSISTENCY_THRESHOLD
+            self._positions[active][None],
+            lambda xy: flows.at([0], xy),
+            lambda xy: flows.at([1], xy),
+            CONSISTENCY_THRESHOLD,
         )
-        moved, consistent = moved[0].cpu(), consistent[0].cpu()
-        self._positions[active] = moved
-        self._visible[active] = inside(moved, *self.size) & consistent
+        self._positions[active] = moved[0]
+        self._visible[active] = inside(moved[0], *self.size) & consistent[0]
 
     def _direct_step(self, encoded: torch.Tensor, active: torch.Tensor) -> None:
         anchors = sorted(f for f in self._anchors if (active & (self._queries[:, 0] == f)).any())
         if not anchors:
             return
         sources = torch.cat([self._anchors[f] for f in anchors])
-        flows = self._reader.one_way(sources, encoded.repeat(len(anchors), 1, 1, 1))
-        for flow, f in zip(flows, anchors):
+        targets = encoded.repeat(len(anchors), *[1] * (encoded.ndim - 1))
+        flows = self._reader.pairs(sources, targets, list(range(len(anchors))), [False] * len(anchors))
+        for k, f in enumerate(anchors):
             members = torch.nonzero(self._queries[:, 0] == f).squeeze(1)
-            start = self._start[members][None].to(flow.device)
-            moved = (start + sample_flow(flow[None], start))[0].cpu()
+            start = self._start[members][None]
+            moved = (start + flows.at([k], start))[0]
             self._positions[members] = moved
             self._visible[members] = inside(moved, *self.size)

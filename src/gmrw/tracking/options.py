@@ -1,14 +1,15 @@
 """How a model tracks: the options of :func:`gmrw.track`, their checks, and where defaults come from.
 
 An option left as ``None`` in a call takes the value the model carries in ``tracking_defaults``
-(our checkpoints record how their model tracks best, see :func:`gmrw.load_model`), else the
-library default below. So ``gmrw.track(model, video, queries)`` with no options is the call that
-fits the model it is given.
+(our checkpoints record how their model tracks best, the paper's weights get the paper's setting;
+see :func:`gmrw.load_model`), else the library default below. So ``gmrw.track(model, video,
+queries)`` with no options is the call that fits the model it is given, and
+:class:`gmrw.Predictor` resolves its options the same way.
 
-The frames the model sees are set either by ``upsample_factor`` (the paper's ×2 / ×4 on
-TAP-Vid's 256×256 frames) or by ``processing_size``, the short side of the frames the model sees
-(a model trained on 128×128 crops tracks best near that scale, whatever the video's size). Tracks
-are always in the input video's pixels.
+The frames the model sees are set either by ``upsample_factor`` (the video's own size times this:
+the paper's ×2 / ×4 on TAP-Vid's 256×256 frames) or by ``processing_size``, their short side (a
+model trained on 128×128 crops tracks best near that scale, whatever the video's size); sides are
+rounded to multiples of 8. Tracks are always in the input video's pixels (``docs/conventions.md``).
 """
 
 from __future__ import annotations
@@ -19,9 +20,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from gmrw.choices import TRACKING_MODES, check_choice, check_flow_method
-
-#: Frame sides the model accepts are multiples of this: 1/4-resolution features split in 2×2 windows.
-SIZE_MULTIPLE = 8
+from gmrw.tracking.frames import SIZE_MULTIPLE, scaled_size
 
 
 @dataclass(frozen=True)
@@ -31,7 +30,7 @@ class TrackingOptions:
     mode: ``"chained"`` or ``"direct"``; method: flow read-out (``"weighted_sum"``, ``"argmax"``,
     ``"weighted_argmax"`` with ``window`` in feature cells); upsample_factor: frames scaled by this
     before the model; processing_size: if set, the short side (px) of the frames the model sees,
-    instead of ``upsample_factor``; round_trip (direct mode only): also call a point occluded when
+    instead of ``upsample_factor`` (which then reads None); round_trip (direct mode only): also call a point occluded when
     the flow back to its query frame misses the query by this many px or more (None: only points
     outside the frame are occluded, the paper's rule; chained mode always checks each step's
     forward–backward consistency, at 3 px).
@@ -40,7 +39,7 @@ class TrackingOptions:
     mode: str = "chained"
     method: str = "weighted_sum"
     window: float | None = None
-    upsample_factor: float = 1.0
+    upsample_factor: float | None = 1.0
     processing_size: int | None = None
     round_trip: float | None = None
 
@@ -48,8 +47,9 @@ class TrackingOptions:
         check_choice(self.mode, TRACKING_MODES, "tracking mode")
         check_flow_method(self.method, self.window)
         factor = self.upsample_factor
-        if isinstance(factor, bool) or not (
-            isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0
+        if factor is not None and (
+            isinstance(factor, bool)
+            or not (isinstance(factor, (int, float)) and math.isfinite(factor) and factor > 0)
         ):
             raise ValueError(f"upsample_factor must be a positive number, got {factor!r}")
         size = self.processing_size
@@ -57,7 +57,9 @@ class TrackingOptions:
             raise ValueError(
                 f"processing_size must be an integer of at least {SIZE_MULTIPLE} (pixels), got {size!r}"
             )
-
+        # One size is in effect, and the other reads None: so these options, passed on as keyword
+        # arguments (``**options.as_dict()``), resolve to themselves again.
+        object.__setattr__(self, "upsample_factor", None if size is not None else (factor or 1.0))
         trip = self.round_trip
         if trip is not None and (
             isinstance(trip, bool)
@@ -70,24 +72,14 @@ class TrackingOptions:
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """(H', W') of the frames the model sees for a ``height × width`` video."""
         if self.processing_size is not None:
-            return scaled_size(height, width, self.processing_size)
-        if self.upsample_factor == 1:
-            return height, width
-        return int(self.upsample_factor * height), int(self.upsample_factor * width)
+            return scaled_size(height, width, short_side=self.processing_size)
+        return scaled_size(height, width, scale=self.upsample_factor)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
 LIBRARY_DEFAULTS = TrackingOptions()
-
-
-def scaled_size(height: int, width: int, short_side: int) -> tuple[int, int]:
-    """(H, W) with the short side scaled to ``short_side`` (0 keeps the size), aspect kept, each
-    side rounded to a multiple of 8 (the model's 2×2 windows on 1/4-size features)."""
-    scale = 1.0 if short_side <= 0 else short_side / min(height, width)
-    m = SIZE_MULTIPLE
-    return max(m, int(round(height * scale / m)) * m), max(m, int(round(width * scale / m)) * m)
 
 
 def model_defaults(model: Any) -> dict[str, Any]:
@@ -106,7 +98,8 @@ def resolve_options(model: Any = None, **given: Any) -> TrackingOptions:
     ``tracking_defaults``, else :data:`LIBRARY_DEFAULTS`.
 
     An explicit ``upsample_factor`` replaces a ``processing_size`` the model carries (and the
-    reverse); giving both explicitly is an error.
+    reverse); giving both explicitly is an error. ``processing_size=0`` keeps the video's own size
+    (the same as ``upsample_factor=1``).
     """
     unknown = set(given) - set(LIBRARY_DEFAULTS.as_dict())
     if unknown:
@@ -114,6 +107,9 @@ def resolve_options(model: Any = None, **given: Any) -> TrackingOptions:
     given = {k: v for k, v in given.items() if v is not None}
     if "upsample_factor" in given and "processing_size" in given:
         raise ValueError("give either upsample_factor or processing_size, not both")
+    if given.get("processing_size") == 0 and not isinstance(given["processing_size"], bool):
+        del given["processing_size"]
+        given["upsample_factor"] = 1.0
     defaults = model_defaults(model)
     if "upsample_factor" in given:
         defaults.pop("processing_size", None)

@@ -1,20 +1,28 @@
 """Drawing point tracks on video frames, and writing the result as an mp4.
 
 Plain numpy rasterisation (anti-aliased discs, rings and line segments), so nothing beyond
-matplotlib's colour maps is needed; imageio + imageio-ffmpeg write the mp4.
+matplotlib's colour maps is needed; imageio + imageio-ffmpeg write the mp4
+(:func:`write_tracks_video`, :func:`write_dense_video`).
 
-Conventions: frames are ``(H, W, 3)`` uint8; tracks are ``(N, T, 2)`` as (x, y) pixels of those
-frames with pixel centres at integer coordinates (as :func:`gmrw.tracking.sample_flow` reads
-flows); ``occluded`` is ``(N, T)`` bool. A visible point is a filled disc with a dark rim, an
+Conventions (``docs/conventions.md``): frames are ``(H, W, 3)`` uint8; tracks are ``(N, T, 2)`` as
+(x, y) pixels of those frames with pixel centres at integer coordinates; ``occluded`` is
+``(N, T)`` bool. A visible point is a filled disc with a dark rim, an
 occluded one a hollow ring; each track keeps one colour and leaves a fading trail over its last
 ``trail_length`` frames (segments are drawn only between visible positions).
 """
 
 from __future__ import annotations
 
+import math
+import os
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 import numpy as np
+import torch
+
+from gmrw.video import write_video
+from gmrw.viz.flow import flow_to_rgb
 
 _RIM = np.array([20, 20, 20], dtype=np.float32)
 
@@ -223,3 +231,57 @@ def render_dense(
     for t, frame in enumerate(frames):
         seen = ~occluded[:, t]
         yield draw_dots(frame, tracks[seen, t], colors[seen], dot_size)
+
+
+def _numpy(x) -> np.ndarray:
+    return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+
+
+def start_colors(queries, size: tuple[int, int]) -> np.ndarray:
+    """(N, 3) uint8 colours by where each point starts: hue from its direction from the frame's
+    centre, saturation from its distance (the optical-flow colour wheel), so neighbours share a
+    colour and the eye can follow regions."""
+    q = torch.as_tensor(_numpy(queries), dtype=torch.float32)
+    height, width = size
+    offset = torch.stack((q[:, 2] - (width - 1) / 2, q[:, 1] - (height - 1) / 2))  # (2, N) (dx, dy)
+    radius = 0.5 * math.hypot(height, width)
+    return flow_to_rgb(offset[:, None, :], max_magnitude=radius)[0].numpy()
+
+
+def write_tracks_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    tracks,
+    occluded,
+    fps: float,
+    trail: int = 10,
+    colors: np.ndarray | None = None,
+) -> Path:
+    """An mp4 of ``frames`` (the video's own, (H, W, 3) uint8) with point tracks drawn (markers,
+    fading trails, hollow rings where occluded)."""
+    tracks, occluded = _numpy(tracks), _numpy(occluded).astype(bool)
+    return write_video(path, render_tracks(frames, tracks, occluded, colors, trail_length=trail), fps)
+
+
+def write_dense_video(
+    path: str | os.PathLike,
+    frames: Iterable[np.ndarray],
+    tracks,
+    occluded,
+    queries,
+    stride: int,
+    fps: float,
+) -> Path:
+    """An mp4 of ``frames`` with every visible dense point drawn as a dot coloured by its starting
+    position (:func:`start_colors`)."""
+    tracks, occluded = _numpy(tracks), _numpy(occluded).astype(bool)
+    frames = iter(frames)
+    first = next(frames)
+    colors = start_colors(queries, first.shape[:2])
+    dot = max(1, min(3, int(stride) - 1))
+
+    def all_frames():
+        yield first
+        yield from frames
+
+    return write_video(path, render_dense(all_frames(), tracks, occluded, colors, dot), fps)

@@ -1,0 +1,257 @@
+"""Flows → tracks: the two TAP-Vid tracking modes of the paper, independent of where flows come from.
+
+Both take a *pair-flow function* ``pair_flows(pairs) -> PairFlows`` (:mod:`gmrw.tracking.flows`):
+for a list of ``(b, src, dst)`` triples (video ``b`` of the batch, frame ``src`` to frame ``dst``)
+it returns flows that are read at points, ``flows.at(index, xy)``, in pixels of the video. The
+model-backed one is :class:`~gmrw.tracking.flows.ModelFlows`; the tests pass the reference's stored
+flows. Pairs are requested a chunk at a time and never all kept (except, in chained mode, the steps
+both sweeps need, within ``cache_bytes``).
+
+Shapes: queries (B, N, 3) as (t, y, x) pixels; tracks (B, N, T, 2) as (x, y) pixels;
+visible (B, N, T) bool.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
+
+import torch
+
+from gmrw.tracking.flows import Pair, PairFlows
+
+PairFlowFn = Callable[[Sequence[Pair]], PairFlows]
+Reader = Callable[[torch.Tensor], torch.Tensor]
+
+#: Forward-backward consistency threshold of chained mode, in pixels of the original video.
+CONSISTENCY_THRESHOLD = 3.0
+
+
+def _chunks(items: Sequence, size: int) -> Iterable[Sequence]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def inside(xy: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """(…, 2) positions → (…) bool: ``0 <= x < width`` and ``0 <= y < height``."""
+    x, y = xy[..., 0], xy[..., 1]
+    return (x >= 0) & (y >= 0) & (x < width) & (y < height)
+
+
+def query_frames(queries: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3) queries → (B, N) int64 frame indices (t is integer-valued; see ``check_queries``)."""
+    return torch.round(queries[..., 0]).long()
+
+
+def query_xy(queries: torch.Tensor) -> torch.Tensor:
+    """(B, N, 3) (t, y, x) → (B, N, 2) float32 (x, y). A new tensor: the caller's is never touched."""
+    return torch.stack((queries[..., 2], queries[..., 1]), dim=-1).float()
+
+
+def forward_step(
+    positions: torch.Tensor,
+    read_forward: Reader,
+    read_backward: Reader,
+    threshold: float = CONSISTENCY_THRESHOLD,
+    restart: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One step of chained tracking over the frame pair (t, t+1), shared by the offline forward
+    sweep and online tracking so that both compute the same positions.
+
+    Args:
+        positions: (B, N, 2) (x, y) pixels at frame t.
+        read_forward / read_backward: the flows t → t+1 and t+1 → t, read at (B, N, 2) points.
+        restart: optional (mask (B, N) bool, start (B, N, 2)): points placed at ``start`` at t+1
+            (queries of frame t+1) instead of moved.
+
+    Returns:
+        positions at t+1 (B, N, 2), and consistent (B, N) bool: the forward flow at the point and
+        the backward flow where it lands cancel to within ``threshold`` px.
+    """
+    delta = read_forward(positions)
+    following = positions + delta
+    if restart is not None:
+        following = torch.where(restart[0].unsqueeze(-1), restart[1], following)
+    back = read_backward(following)
+    return following, torch.norm(delta + back, dim=-1) < threshold
+
+
+class _Step(NamedTuple):
+    """The flows of one chained step for every video: rows of ``flows`` forward and backward."""
+
+    flows: PairFlows
+    forward: list[int]
+    backward: list[int]
+    nbytes: int
+
+    def read_forward(self, xy: torch.Tensor) -> torch.Tensor:
+        return self.flows.at(self.forward, xy)
+
+    def read_backward(self, xy: torch.Tensor) -> torch.Tensor:
+        return self.flows.at(self.backward, xy)
+
+
+def chained_tracks(
+    queries: torch.Tensor,
+    num_frames: int,
+    size: tuple[int, int],
+    pair_flows: PairFlowFn,
+    steps_per_chunk: int = 1,
+    cache_bytes: int | None = None,
+    threshold: float = CONSISTENCY_THRESHOLD,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Chained tracking (the paper's "forward_backward_query_point" setting).
+
+    Step ``t`` is the frame pair (t, t+1), with forward flow ``F_t`` (t → t+1) and backward flow
+    ``B_t`` (t+1 → t). A forward sweep starts each point at its query frame and adds ``F_t``
+    read at the current position; a backward sweep walks points back from their query frame
+    with ``B_t``. A point is visible at frame t if it is inside the image and the forward and
+    backward flows of both adjacent pairs cancel to within ``threshold`` px
+    (``|F_t(x_t) + B_t(x_{t+1})| < threshold``); it is always visible at its query frame.
+
+    The forward sweep needs steps ``min(query frame)…T-2``, the backward sweep ``0…max(query
+    frame)-1``. The steps both need are kept from the first sweep while they take at most
+    ``cache_bytes`` (None: no limit; 0: keep none), so no pair is computed twice; beyond that,
+    memory stays bounded by one chunk of ``steps_per_chunk`` steps and those steps are recomputed.
+    """
+    b, n, _ = queries.shape
+    height, width = size
+    device = queries.device
+    frames = query_frames(queries)
+    start = query_xy(queries)
+    tracks = torch.zeros(b, n, num_frames, 2, device=device)
+    # consistent[..., t]: the flows of step t cancel at this point's positions at t and t+1.
+    consistent = torch.ones(b, n, max(num_frames - 1, 0), dtype=torch.bool, device=device)
+    if n == 0:
+        return tracks, torch.zeros(b, n, num_frames, dtype=torch.bool, device=device)
+
+    first_query, last_query = int(frames.min()), int(frames.max())
+    cache: dict[int, _Step] = {}
+    budget = float("inf") if cache_bytes is None else cache_bytes
+
+    def step_flows(steps: Sequence[int]) -> dict[int, _Step]:
+        out = {t: cache[t] for t in steps if t in cache}
+        todo = [t for t in steps if t not in cache]
+        if todo:
+            pairs = [(i, t, t + 1) for t in todo for i in range(b)]
+            pairs += [(i, t + 1, t) for t in todo for i in range(b)]
+            flows = pair_flows(pairs)
+            half = len(pairs) // 2
+            share = flows.nbytes // len(todo)
+            for k, t in enumerate(todo):
+                forward = list(range(k * b, (k + 1) * b))
+                out[t] = _Step(flows, forward, [half + r for r in forward], share)
+        return out
+
+    # Forward sweep: positions at frames >= the query frame.
+    current = torch.zeros(b, n, 2, device=device)
+    forward_steps = list(range(first_query, num_frames - 1))
+    for chunk in _chunks(forward_steps, steps_per_chunk):
+        flows = step_flows(chunk)
+        for t in chunk:
+            step = flows[t]
+            current = torch.where((frames == t).unsqueeze(-1), start, current)
+            tracks[:, :, t] = current
+            following, check = forward_step(
+                current, step.read_forward, step.read_backward, threshold, (frames == t + 1, start)
+            )
+            consistent[:, :, t] = torch.where(frames <= t, check, consistent[:, :, t])
+            current = following
+            if t < last_query and step.nbytes <= budget:
+                cache[t] = step
+                budget -= step.nbytes
+    # The last frame (and, if every query is there, every earlier one is set below).
+    tracks[:, :, num_frames - 1] = torch.where(
+        (frames == num_frames - 1).unsqueeze(-1), start, current if forward_steps else start
+    )
+
+    # Backward sweep: positions at frames before the query frame.
+    backward_steps = list(range(last_query - 1, -1, -1))
+    for chunk in _chunks(backward_steps, steps_per_chunk):
+        flows = step_flows(chunk)
+        for t in chunk:
+            step = flows[t]
+            cache.pop(t, None)
+            successor = tracks[:, :, t + 1]
+            delta = step.read_backward(successor)
+            before = t < frames
+            position = torch.where(before.unsqueeze(-1), successor + delta, tracks[:, :, t])
+            tracks[:, :, t] = position
+            check = torch.norm(step.read_forward(position) + delta, dim=-1) < threshold
+            consistent[:, :, t] = torch.where(before, check, consistent[:, :, t])
+
+    ones = torch.ones(b, n, 1, dtype=torch.bool, device=device)
+    visible = inside(tracks, height, width)
+    visible &= torch.cat((consistent, ones), dim=-1)  # pair (t, t+1) as seen from t
+    visible &= torch.cat((ones, consistent), dim=-1)  # pair (t-1, t) as seen from t
+    at_query = torch.arange(num_frames, device=device) == frames.unsqueeze(-1)
+    visible |= at_query
+    return tracks, visible
+
+
+def direct_pairs(frames: torch.Tensor, num_frames: int) -> list[Pair]:
+    """The frame pairs direct mode needs for query frames ``frames`` (B, N): ``(b, s, t)`` with
+    ``s`` a query frame of video ``b`` and ``t`` any other frame, each unordered pair once (where
+    both are query frames, the pair serves both: it is listed with the later frame as ``s``),
+    ordered by ``t`` so that each frame's encoding is made once."""
+    jobs = []
+    for i, row in enumerate(frames):
+        anchors = sorted(set(row.tolist()))
+        for t in range(num_frames):
+            jobs += [(i, s, t) for s in anchors if s != t and not (t > s and t in anchors)]
+    return jobs
+
+
+def direct_tracks(
+    queries: torch.Tensor,
+    num_frames: int,
+    size: tuple[int, int],
+    pair_flows: PairFlowFn,
+    pairs_per_chunk: int = 1,
+    round_trip: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Direct tracking (the paper's "forward_backward_time_independent_query_point" setting).
+
+    For each distinct query frame ``s`` of each video, the flow ``s → t`` to every other frame
+    ``t`` is read at the queries of frame ``s``; the track at ``s`` is the query itself (so
+    the pair ``s → s`` is never computed). Visible means inside the image (the paper's rule) and,
+    with ``round_trip`` (px), also that the flow ``t → s`` read at the tracked position brings the
+    point back to within ``round_trip`` px of its query: a point that cannot be matched back is
+    taken as occluded. Pairs come ``pairs_per_chunk`` unordered pairs at a time
+    (:func:`direct_pairs`); the reverse flows come from the same pairs.
+    """
+    b, n, _ = queries.shape
+    height, width = size
+    device = queries.device
+    frames = query_frames(queries)
+    start = query_xy(queries)
+    tracks = start.unsqueeze(2).repeat(1, 1, num_frames, 1)
+    consistent = torch.ones(b, n, num_frames, dtype=torch.bool, device=device)
+    members = {
+        (i, s): torch.nonzero(frames[i] == s).squeeze(1)
+        for i in range(b)
+        for s in frames[i].unique().tolist()
+    }
+    for chunk in _chunks(direct_pairs(frames, num_frames), pairs_per_chunk):
+        # Directed reads: each query frame's points towards the other frame (and back).
+        reads = [(i, s, t) for i, a, c in chunk for s, t in ((a, c), (c, a)) if (i, s) in members]
+        wanted = reads + ([(i, t, s) for i, s, t in reads] if round_trip is not None else [])
+        slot = {pair: k for k, pair in enumerate(dict.fromkeys(wanted))}
+        flows = pair_flows(list(slot))
+        for i, s, t in reads:
+            index = members[(i, s)]
+            points = start[i, index].unsqueeze(0)
+            moved = points + flows.at([slot[(i, s, t)]], points)
+            tracks[i, index, t] = moved[0]
+            if round_trip is not None:
+                back = moved + flows.at([slot[(i, t, s)]], moved)
+                consistent[i, index, t] = torch.norm(back - points, dim=-1)[0] < round_trip
+    return tracks, inside(tracks, height, width) & consistent
+
+
+def count_pairs(mode: str, queries: torch.Tensor, num_frames: int) -> int:
+    """Frame pairs a model refines to track ``queries`` (B, N, 3) in ``mode`` (every chained step
+    once; direct mode's :func:`direct_pairs`): for progress bars and tests."""
+    if mode == "chained":
+        return queries.shape[0] * (num_frames - 1) if queries.shape[1] else 0
+    return len(direct_pairs(query_frames(queries), num_frames))
