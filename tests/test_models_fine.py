@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
+from gmrw.checkpoint import load_model
 from gmrw.data.crops import CycleCropper
 from gmrw.losses import walk_loss
 from gmrw.losses.fine_walk import bilinear_targets, fine_labels, fine_walk_loss
 from gmrw.models import GMRW
-from gmrw.checkpoint import load_model
 from gmrw.models.fine import (
     LocalMaps,
     coarse_flow_at,
@@ -21,6 +21,7 @@ from gmrw.models.fine import (
     window_offsets,
 )
 from gmrw.models.matching import resize_flow
+from gmrw.tracking import track
 
 FINE = {"channels": 8, "radius": 2}
 
@@ -308,15 +309,13 @@ def test_point_flow_with_the_step_off_is_bit_identical_to_the_model_without_it()
 
 def test_track_reads_the_step_through_point_flow():
     """gmrw.track needs no change: with the step on its tracks differ from the coarse-only ones."""
-    import gmrw
-
     model = tiny().eval()
     video = images(3, 32, 8).permute(0, 2, 3, 1).unsqueeze(0)  # (1, T, H, W, 3)
     queries = torch.tensor([[[0.0, 10.0, 12.0], [0.0, 20.5, 7.25]]])  # (t, y, x)
     with torch.no_grad():
-        on, _ = gmrw.track(model, video, queries, mode="direct")
+        on, _ = track(model, video, queries, mode="direct")
         model.fine_match_enabled = False
-        off, _ = gmrw.track(model, video, queries, mode="direct")
+        off, _ = track(model, video, queries, mode="direct")
     assert on.shape == off.shape == (1, 2, 3, 2)  # (B, N, T, xy)
     assert torch.equal(on[:, :, 0], off[:, :, 0])  # the query frame is the query
     assert not torch.allclose(on[:, :, 1:], off[:, :, 1:], atol=1e-3)
