@@ -45,7 +45,7 @@ CASES = {
         "gmrw-train",
         ["experiment=kinetic"],
         "gmrw-train: unknown experiment=kinetic; choose one of: kinetics, kinetics_finetune, kubric, "
-        "synthetic, synthetic_fine, synthetic_long",
+        "synthetic, synthetic_long",
     ),
     "train_key_typo": (
         "gmrw-train",

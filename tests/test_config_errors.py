@@ -124,7 +124,7 @@ def test_hydra_composition_errors_become_one_line():
     error = _hydra_error(["experiment=kinetic"])
     assert isinstance(error, MissingConfigException)
     assert hydra_error_line(error) == (
-        "unknown experiment=kinetic; choose one of: kinetics, kinetics_finetune, kubric, synthetic, synthetic_fine, synthetic_long"
+        "unknown experiment=kinetic; choose one of: kinetics, kinetics_finetune, kubric, synthetic, synthetic_long"
     )
     error = _hydra_error(["trainer.max_step=3"])
     assert isinstance(error, ConfigCompositionException)
