@@ -92,7 +92,7 @@ def build_examples(
 ) -> list[ClipExamples]:
     """Read each clip, place its segments inside shots, and verify targets on each."""
     built = []
-    for index, (clip, path) in enumerate(clips):
+    for clip, path in clips:
         frames = read_clip(path)
         luma = grey(frames)
         starts = segment_starts(shot_starts(luma), len(frames), length, segments)
@@ -102,7 +102,8 @@ def build_examples(
                 frames[start : start + length],
                 luma[start : start + length],
                 rules,
-                seed=seed * 1000 + index * 100 + k,
+                # The clip's place in the catalogue, not in this run, so --clips draws the same targets.
+                seed=seed * 1000 + CLIPS.index(clip) * 100 + k,
                 name=f"{clip.name}@{start}",
             )
             if len(example["query_points"]):  # a segment with nothing verified scores nothing
