@@ -5,7 +5,7 @@ online session.
     python benchmarks/bench_dense_online.py                        # 256×256 × 50 frames, on the CPU
     python benchmarks/bench_dense_online.py --frames 20 --configs grid8 online
 
-The clip is a smooth random texture moving 1-2 px per frame (gmrw.data.tiny.textured_video),
+The clip is a smooth random texture moving 1-2 px per frame (gmrw.datatools.tiny.textured_video),
 the model the paper's architecture at random initialisation tracking at 256×256 (processing size
 256, weighted-sum flows, chained mode unless the config says direct), with CPU denormals flushed as
 gmrw-track runs. Each configuration runs in a fresh worker process (benchmarks/harness.py), so its
@@ -39,7 +39,7 @@ def worker(name: str, frames: int, size: int, device_name: str) -> dict:
     import numpy as np
     import torch
 
-    from gmrw.data.tiny import textured_video
+    from gmrw.datatools.tiny import textured_video
     from gmrw.models import GMRW
     from gmrw.tracking import Predictor
     from gmrw.tracking.outputs import save_dense, save_tracks

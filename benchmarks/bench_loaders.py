@@ -15,13 +15,33 @@ Data (generated once into ``--work-dir``, reused afterwards):
 
 For each source we report the clip rate of the full sample (``dataset[key]``) and, separately, of
 the decoding alone, in the main process with ``torch.set_num_threads(1)`` (a DataLoader worker
-runs single-threaded the same way). Multiply by workers for a loader's ceiling, CPU cores allowing.
+runs single-threaded the same way): samples per second per loader worker. Multiply by workers for a
+loader's ceiling, CPU cores allowing.
+
+``--loader-workers N`` also times the real training loader (:func:`gmrw.data.loaders.training_loader`,
+batch 1, N worker processes): what reaches the training loop, including the transfer of each
+sample (4 × 3 × 512 × 512 float32, 12.6 MB) from the worker.
+
+How many workers keep one GPU fed: a GPU taking ``t_step`` seconds per step at batch ``B`` (per
+GPU) consumes ``B / t_step`` samples/s; one worker delivers ``r`` samples/s, i.e. takes ``1 / r``
+seconds per sample, so
+
+    workers = ceil(B × (1 / r) / t_step)          (and at least that many free CPU cores)
+
+``--step-time T`` (seconds, a GPU step measured elsewhere, e.g. by benchmarks/gpu_check.py) prints
+that number for each source; without it the table says the GPU step is unmeasured. For a
+measurement worth keeping, pin the process to one idle core:
+
+    taskset -c 0 python benchmarks/bench_loaders.py --loader-workers 1 --json loaders.json
+
+The first lines of the output give the CPU affinity and load average the figures were taken under.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -42,8 +62,40 @@ def _rate(fn, keys) -> tuple[float, float]:
     return len(times) / sum(times), statistics.median(times)
 
 
+def loader_rate(dataset, workers: int, samples: int) -> float:
+    """Samples/s through the training loader with ``workers`` processes (batch 1), after each worker
+    delivered its first sample (worker start-up and the first file opens are not counted)."""
+    from gmrw.data.loaders import training_loader
+
+    loader = training_loader(dataset, batch_size=1, num_workers=workers, seed=0)
+    batches = iter(loader)
+    for _ in range(max(workers, 1)):
+        next(batches)
+    t0 = time.perf_counter()
+    for _ in range(samples):
+        next(batches)
+    rate = samples / (time.perf_counter() - t0)
+    del batches  # stops the workers
+    return rate
+
+
+def workers_needed(clips_per_s: float, step_time: float, batch_size: int) -> int:
+    """Loader workers that keep a GPU taking ``step_time`` s per step at ``batch_size`` fed."""
+    return math.ceil(batch_size / (step_time * clips_per_s))
+
+
+def conditions() -> str:
+    """What the figures were measured under: the cores this process may use, and the load."""
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "?"
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, this process pinned to "
+        f"{len(cores)} core(s) {cores[:8]}, load average {load} (1, 5, 15 min)"
+    )
+
+
 def prepare_kinetics(work: Path, resolutions, videos: int, seconds: float, fps: int) -> dict[str, Path]:
-    from gmrw.data.tiny import textured_video
+    from gmrw.datatools.tiny import textured_video
     from gmrw.video import write_video
 
     roots = {}
@@ -60,7 +112,7 @@ def prepare_kinetics(work: Path, resolutions, videos: int, seconds: float, fps: 
 
 
 def prepare_kubric(work: Path, examples: int) -> Path:
-    from gmrw.data.tiny import write_tiny_movi_e
+    from gmrw.datatools.tiny import write_tiny_movi_e
 
     root = work / f"tfds_movi_e_{examples}x24x256"
     if not (root / "movi_e" / "256x256" / "1.0.0" / "features.json").exists():
@@ -83,8 +135,22 @@ def main() -> None:
     parser.add_argument("--img-size1", type=int, default=640)
     parser.add_argument("--img-size2", type=int, default=512)
     parser.add_argument("--skip-kubric", action="store_true")
+    parser.add_argument(
+        "--loader-workers",
+        type=int,
+        default=0,
+        help="also time the training loader with this many worker processes (0: skip)",
+    )
+    parser.add_argument(
+        "--step-time",
+        type=float,
+        default=None,
+        help="seconds per GPU training step (measured elsewhere): print the workers that keep it fed",
+    )
+    parser.add_argument("--batch-size", type=int, default=1, help="per-GPU batch (the paper: 1)")
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
+    print(f"conditions: {conditions()}")
 
     torch.set_num_threads(1)
     work = Path(args.work_dir)
@@ -114,6 +180,9 @@ def main() -> None:
                 "decode_clips_per_s": decode_rate,
                 "full_clips_per_s": full_rate,
                 "full_median_ms": full_med * 1e3,
+                "loader_clips_per_s": loader_rate(ds, args.loader_workers, args.clips)
+                if args.loader_workers
+                else None,
             }
         )
 
@@ -135,6 +204,9 @@ def main() -> None:
                 "decode_clips_per_s": decode_rate,
                 "full_clips_per_s": full_rate,
                 "full_median_ms": full_med * 1e3,
+                "loader_clips_per_s": loader_rate(ds, args.loader_workers, args.clips)
+                if args.loader_workers
+                else None,
             }
         )
         from gmrw.data.tapvid import TapVidDataset
@@ -148,21 +220,45 @@ def main() -> None:
                 "decode_clips_per_s": float("nan"),
                 "full_clips_per_s": rate,
                 "full_median_ms": med * 1e3,
+                "loader_clips_per_s": None,
             }
         )
 
     print(
-        f"\none process, torch threads 1, crops {args.img_size1}->{args.img_size2}, "
-        f"{args.clips} clips each; {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+        f"\nper loader worker (one process, torch threads 1), crops {args.img_size1}->{args.img_size2}, "
+        f"{args.clips} clips each; {conditions()}"
     )
-    print(f"{'source':58s} {'decode clips/s':>15s} {'full clips/s':>13s} {'full ms (median)':>17s}")
+    loader_head = f" {f'loader x{args.loader_workers} clips/s':>20s}" if args.loader_workers else ""
+    print(
+        f"{'source':58s} {'decode clips/s':>15s} {'full clips/s':>13s} {'full ms (median)':>17s}{loader_head}"
+    )
     for r in results:
+        loader = r.get("loader_clips_per_s")
+        loader_cell = (f" {loader:20.1f}" if loader else f" {'-':>20s}") if args.loader_workers else ""
         print(
             f"{r['source']:58s} {r['decode_clips_per_s']:15.1f} {r['full_clips_per_s']:13.1f} "
-            f"{r['full_median_ms']:17.1f}"
+            f"{r['full_median_ms']:17.1f}{loader_cell}"
         )
+
+    print(
+        f"\nworkers per GPU = ceil(batch x (1 / clips per s per worker) / GPU step time), batch {args.batch_size}"
+    )
+    if args.step_time is None:
+        print("GPU step time: unmeasured here (pass --step-time SECONDS from a GPU measurement)")
+    for r in results:
+        if r["source"].startswith("tapvid_kubric"):
+            continue  # evaluation, not a training loader
+        if args.step_time is None:
+            r["workers_needed"] = None
+            continue
+        r["workers_needed"] = workers_needed(r["full_clips_per_s"], args.step_time, args.batch_size)
+        print(f"  {r['source']:58s} {r['workers_needed']:3d} worker(s) for {args.step_time:g} s/step")
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        Path(args.json).write_text(
+            json.dumps(
+                {"conditions": conditions(), "step_time": args.step_time, "results": results}, indent=2
+            )
+        )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
     python benchmarks/bench_matmul.py                         # default threads
     taskset -c 0 python benchmarks/bench_matmul.py --threads 1
 
-The rates bound what any change to the model's code can reach (README, "The floor"): a step of
+The rates bound what any change to the model's code can reach (docs/performance.md, "The floor"): a step of
 ~804 GFLOP cannot run faster than the best rate printed here allows. Each figure is the best of
 ``--repeats`` timed products after two warm-up ones; GFLOP/s = 2·m·k·n / seconds.
 """

@@ -1,5 +1,9 @@
 """Check a GPU machine: parity, training, flows and evaluation on CUDA, in one table.
 
+An orchestrator: the parity checks are benchmarks/reference_parity.py's, the timing and memory
+readings benchmarks/timing.py's, the configs composed by :func:`gmrw.paths.compose_config`, the bare
+steps' inputs and reference model benchmarks/bench_model.py's.
+
     python benchmarks/gpu_check.py --json gpu_check.json                      # on a CUDA machine
     python benchmarks/gpu_check.py --json gpu_check.json --reference /tmp/gmrw_ref
     python benchmarks/gpu_check.py --small --json small.json                  # the CPU mode (no CUDA)
@@ -10,9 +14,9 @@ parity
     Our model on the device, on the shared reference fixtures (``$GMRW_FIXTURES`` or
     ``--fixtures``): transition, flows (four read-outs), walk losses and accuracy, every
     parameter's gradient norm, and tracks (chained and direct, ×1). Each is checked against the
-    fixture with the CPU parity tests' tolerances (tests/test_models_parity.py,
-    tests/test_tracking_reference.py), and, on CUDA, against the same outputs computed on our CPU
-    with the same tolerances. TF32 is off here: these are fp32 checks.
+    fixture by the checks the CPU parity tests use (benchmarks/reference_parity.py: float32 bounds
+    for the transition and flows, fixed tolerances for the rest), and, on CUDA, against the same
+    outputs computed on our CPU with the same checks. TF32 is off here: these are fp32 checks.
 train
     ``trainer.max_steps`` steps of the paper's Kubric setting (512×512 crops of 640×640 frames,
     batch 1, smoothness on) through ``gmrw-train``'s own path (the composed ``train`` config,
@@ -45,7 +49,6 @@ import contextlib
 import json
 import math
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -53,18 +56,16 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import pytorch_lightning as pl
 import torch
-from harness import peak_rss_bytes, reset_peak_rss, run_worker
+from harness import run_worker
+from reference_parity import compare, fixture_expected, fixture_outputs
+from timing import memory_kind, peak_bytes, reset_peak, steady, timed
+
+from gmrw.paths import compose_config
 
 REPO = Path(__file__).resolve().parents[1]
 SECTIONS = ("parity", "train", "steps", "flow", "eval")
 
-#: Biases whose gradient is analytically zero (they feed an InstanceNorm without affine): both
-#: sides hold rounding noise, so only "both tiny" is checked (as tests/test_models_parity.py).
-ZERO_GRAD_PARAMS = {"backbone.layer2.0.downsample.0.bias", "backbone.layer3.0.downsample.0.bias"}
-FLOW_KEYS = ("argmax", "weighted_sum", "weighted_argmax@5", "weighted_argmax@20")
-TRACK_KEYS = ("chained/uf1/weighted_sum", "direct/uf1/weighted_argmax@5")
 #: Read-outs timed in the flow section (weighted_argmax with the fixtures' 5-cell window).
 FLOW_METHODS = (("weighted_sum", None), ("argmax", None), ("weighted_argmax", 5.0))
 
@@ -91,215 +92,7 @@ SMALL = Sizes(crop=64, frame=80, steps=2, bare_repeats=1, pair_side=32, eval_sid
 UPSAMPLE = 4
 
 
-# ------------------------------------------------------------------------------- measuring
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    else:
-        reset_peak_rss()
-
-
-def peak_bytes(device: torch.device) -> int:
-    """Peak memory since :func:`reset_peak`: allocated tensors on CUDA, the process's RSS on the CPU."""
-    if device.type == "cuda":
-        return int(torch.cuda.max_memory_allocated(device))
-    return peak_rss_bytes()
-
-
-def memory_kind(device: torch.device) -> str:
-    return "torch.cuda.max_memory_allocated" if device.type == "cuda" else "peak RSS of the process (VmHWM)"
-
-
-class StepTimer(pl.Callback):
-    """Times each training step (batch start → batch end, device synchronised) and the wall time
-    between step ends (data loading included); writes them and the peak memory to ``output``
-    (JSON) when training ends."""
-
-    def __init__(self, output: str):
-        super().__init__()
-        self.output = output
-        self.step_seconds: list[float] = []
-        self.wall_seconds: list[float] = []
-        self._start = self._last_end = 0.0
-
-    def on_train_start(self, trainer, pl_module) -> None:
-        reset_peak(pl_module.device)
-        self._last_end = time.perf_counter()
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        synchronize(pl_module.device)
-        self._start = time.perf_counter()
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        synchronize(pl_module.device)
-        now = time.perf_counter()
-        self.step_seconds.append(now - self._start)
-        self.wall_seconds.append(now - self._last_end)
-        self._last_end = now
-
-    def on_train_end(self, trainer, pl_module) -> None:
-        result = {
-            "step_seconds": self.step_seconds,
-            "wall_seconds": self.wall_seconds,
-            "peak_bytes": peak_bytes(pl_module.device),
-        }
-        Path(self.output).write_text(json.dumps(result))
-
-
-def timed(run, repeats: int, device: torch.device):
-    """``run()`` once as a warm-up (its result is returned), then ``repeats`` times, synchronised:
-    (warm-up result, median seconds of the repeats)."""
-    value = run()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        run()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return value, statistics.median(times)
-
-
-def steady(times: list[float], skip: int = 3) -> float:
-    """Median of ``times`` after the first ``skip`` (warm-up, autotuning), or of all if too few."""
-    kept = times[skip:] if len(times) > skip else times
-    return statistics.median(kept)
-
-
-# ----------------------------------------------------------------------------------- config
-def compose(config_name: str, overrides: list[str], output_dir: Path):
-    """The composed ``config_name`` config, with the run directory set to ``output_dir`` as
-    Hydra's launcher would (the console scripts' own path, without their argument parsing)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-    from hydra.core.hydra_config import HydraConfig
-    from omegaconf import open_dict, read_write
-
-    from gmrw.paths import config_dir
-
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(config_dir())):
-        cfg = hydra_compose(config_name, overrides=overrides, return_hydra_config=True)
-    with read_write(cfg), open_dict(cfg):
-        cfg.hydra.runtime.output_dir = str(output_dir)
-        cfg.paths.output_dir = str(output_dir)
-    HydraConfig.instance().set_config(cfg)
-    with read_write(cfg), open_dict(cfg):
-        del cfg["hydra"]
-    return cfg
-
-
 # ----------------------------------------------------------------------------------- parity
-def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    """max |ours - ref| / max |ref| (entries near zero do not blow the ratio up)."""
-    return ((ours.double() - ref.double()).abs().max() / ref.double().abs().max()).item()
-
-
-def fixture_outputs(fixtures: Path, device: torch.device) -> dict:
-    """Our outputs on the fixtures' inputs, computed on ``device``, as CPU tensors."""
-    from gmrw.losses import walk_loss
-    from gmrw.models import GMRW, load_model
-    from gmrw.tracking import track
-
-    weights = torch.load(fixtures / "model.pt")["state_dict"]
-    model = GMRW()
-    model.load_state_dict(weights, strict=True)
-    model = model.to(device).eval()
-    data = torch.load(fixtures / "transition.pt")
-    img1, img2 = data["img1"].to(device), data["img2"].to(device)
-    out: dict = {}
-    with torch.no_grad():
-        out["transition"] = model.transition(img1, img2).cpu()
-        for key in FLOW_KEYS:
-            method, _, radius = key.partition("@")
-            out[f"flow {key}"] = model.flow(img1, img2, method, float(radius) if radius else None).cpu()
-
-    walk = torch.load(fixtures / "walk_loss.pt")
-    model.train()
-    losses = walk_loss(
-        model, walk["frames"].to(device), walk["affine_b2f"].to(device), walk["smoothness_weight"]
-    )
-    for key in ("loss", "cycle_loss", "smoothness_loss", "accuracy"):
-        out[key] = losses[key].detach().cpu()
-    losses["loss"].backward()
-    out["grad_norms"] = {name: p.grad.norm().item() for name, p in model.named_parameters()}
-
-    tracked = torch.load(fixtures / "track.pt")
-    tracker = load_model(fixtures / "model.pt").to(device)
-    for key in TRACK_KEYS:
-        mode, uf, method = key.split("/")
-        method, _, window = method.partition("@")
-        tracks, occluded = track(
-            tracker,
-            tracked["video"],
-            tracked["query_points"].clone(),
-            mode=mode,
-            upsample_factor=int(uf[2:]),
-            method=method,
-            window=float(window) if window else None,
-            pair_batch_size=16,
-        )
-        out[f"tracks {key}"] = tracks.cpu()
-        out[f"visible {key}"] = (~occluded).cpu()
-    return out
-
-
-def fixture_expected(fixtures: Path) -> dict:
-    """The reference's stored outputs, keyed as :func:`fixture_outputs`."""
-    data = torch.load(fixtures / "transition.pt")
-    walk = torch.load(fixtures / "walk_loss.pt")
-    tracked = torch.load(fixtures / "track.pt")
-    expected = {"transition": data["probs"], "grad_norms": dict(walk["grad_norms"])}
-    expected.update({f"flow {key}": data["flows"][key] for key in FLOW_KEYS})
-    expected.update({key: walk[key] for key in ("loss", "cycle_loss", "smoothness_loss", "accuracy")})
-    for key in TRACK_KEYS:
-        expected[f"tracks {key}"] = tracked["tracks"][key]
-        expected[f"visible {key}"] = tracked["visible"][key]
-    return expected
-
-
-def compare(ours: dict, expected: dict, against: str) -> list[dict]:
-    """One row per quantity: its deviation from ``expected``, the CPU tests' tolerance, passed."""
-    rows = []
-
-    def add(name: str, value: float, tolerance: float, strict: bool = False) -> None:
-        passed = value <= tolerance if not strict else value < tolerance
-        rows.append(
-            {"check": name, "against": against, "value": value, "tolerance": tolerance, "passed": passed}
-        )
-
-    add("transition rel. error", rel_err(ours["transition"], expected["transition"]), 1e-4, strict=True)
-    row_sums = (ours["transition"].sum(-1) - 1).abs().max().item()
-    add("transition rows sum to 1 (abs)", row_sums, 1e-5)
-    for key in FLOW_KEYS:
-        # argmax rows have wide probability margins in the fixtures: argmax flows must be exact
-        add(f"flow {key} rel. error", rel_err(ours[f"flow {key}"], expected[f"flow {key}"]),
-            0.0 if key == "argmax" else 1e-4)  # fmt: skip
-    for key in ("loss", "cycle_loss", "smoothness_loss"):
-        add(f"{key} |ratio - 1|", abs(ours[key].item() / expected[key].item() - 1), 1e-4, strict=True)
-    add("accuracy |difference|", abs(ours["accuracy"].item() - expected["accuracy"].item()), 0.0)
-    worst = max(
-        abs(ours["grad_norms"][name] / expected["grad_norms"][name] - 1)
-        for name in expected["grad_norms"]
-        if name not in ZERO_GRAD_PARAMS
-    )
-    add("gradient norms, worst |ratio - 1|", worst, 1e-3, strict=True)
-    zero = max(max(ours["grad_norms"][n], expected["grad_norms"][n]) for n in ZERO_GRAD_PARAMS)
-    add("gradients that are analytically 0 (norm)", zero, 1e-5, strict=True)
-    for key in TRACK_KEYS:
-        error = (ours[f"tracks {key}"] - expected[f"tracks {key}"]).norm(dim=-1).max().item()
-        add(f"tracks {key} max error (px)", error, 1e-2, strict=True)
-        flips = (ours[f"visible {key}"] != expected[f"visible {key}"]).sum().item()
-        add(f"visibility {key} differences", float(flips), 0.0)
-    return rows
-
-
 def parity_section(fixtures: Path | None, device: torch.device) -> dict:
     from gmrw.models import flush_denormals
 
@@ -358,10 +151,10 @@ def train_section(sizes: Sizes, device: torch.device, workdir: Path, compile_mod
         "model.smoothness_curriculum.constant_weight=200.0",
         f"model.compile={str(compile_model).lower()}",
     ]
-    cfg = compose("train", overrides, output_dir)
+    cfg = compose_config("train", overrides, output_dir)
     with open_dict(cfg):
-        # this module, as Hydra imports it by name (run as a script, benchmarks/ is on sys.path)
-        cfg.callbacks = {"step_timer": {"_target_": "gpu_check.StepTimer", "output": str(timings)}}
+        # Hydra imports it by name: run as a script, benchmarks/ is on sys.path
+        cfg.callbacks = {"step_timer": {"_target_": "timing.StepTimer", "output": str(timings)}}
     start = time.perf_counter()
     summary = train(cfg)
     total = time.perf_counter() - start
@@ -481,7 +274,7 @@ def flow_section(sizes: Sizes, device: torch.device) -> dict:
 
 # ------------------------------------------------------------------------------------- eval
 def eval_section(sizes: Sizes, device: torch.device, workdir: Path) -> dict:
-    from gmrw.data.tiny import write_tapvid_pickle
+    from gmrw.datatools.tiny import write_tapvid_pickle
     from gmrw.evaluation.run import evaluate
 
     side = sizes.eval_side
@@ -494,7 +287,7 @@ def eval_section(sizes: Sizes, device: torch.device, workdir: Path) -> dict:
         "model.checkpoint=null",
         f"tracking.upsample_factor={UPSAMPLE}",
     ]
-    cfg = compose("eval", overrides, workdir / "eval")
+    cfg = compose_config("eval", overrides, workdir / "eval")
     reset_peak(device)
     report = evaluate(cfg)
     means = report["means"]

@@ -19,7 +19,7 @@ import threading
 import zipfile
 from pathlib import Path
 
-from gmrw.data import tiny
+from gmrw.datatools import tiny
 
 CVDF = "https://s3.amazonaws.com/kinetics/700_2020"
 KINETICS_ROOT = "kinetics/700_2020"

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gmrw.callbacks.track_video import TrackVideoLogger, upscale
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.models import GMRW
 
 
@@ -29,8 +29,11 @@ class VideoLogger:
 
 
 def _trainer(step=7, loggers=()):
+    """A trainer validating within fit after ``step`` optimiser steps: Lightning logs that
+    validation's scores at step ``step - 1`` (the batches that stepped before the last one)."""
+    loop = SimpleNamespace(epoch_loop=SimpleNamespace(_batches_that_stepped=step - 1))
     return SimpleNamespace(
-        is_global_zero=True, sanity_checking=False, global_step=step, loggers=list(loggers)
+        is_global_zero=True, sanity_checking=False, global_step=step, loggers=list(loggers), fit_loop=loop
     )
 
 
@@ -52,7 +55,8 @@ def test_video_written_and_logged(tmp_path):
     path = tmp_path / "viz" / "tracks_step0000007.mp4"
     reader = decord.VideoReader(str(path))
     assert len(reader) == 5 and reader[0].shape == (64, 64, 3)  # 32 px enlarged ×2
-    assert logger.calls and logger.calls[0][:3] == ("val/tracks", [str(path)], 7)
+    # Named by the weights' step; logged at the step of the validation's scores.
+    assert logger.calls and logger.calls[0][:3] == ("val/tracks", [str(path)], 6)
     assert "clip0" in logger.calls[0][3]["caption"][0]
     # No batch seen since: nothing more is drawn.
     callback.on_validation_epoch_end(trainer, module)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gmrw.choices import ConfigError
-from gmrw.data.tiny import write_tapvid_pickle
+from gmrw.datatools.tiny import write_tapvid_pickle
 from gmrw.evaluation.run import evaluate
 from helpers import compose_config, run_console
 
@@ -56,9 +56,9 @@ def _args(tiny, *extra) -> list[str]:
 
 def _expected_rows(tiny, query_mode: str, first_mode_rule: str = "tapnet") -> dict[str, dict]:
     """Each video tracked and scored here, directly with gmrw.track and compute_tapvid_metrics."""
+    from gmrw.checkpoint import load_model
     from gmrw.data.tapvid import TapVidDataset
     from gmrw.metrics import compute_tapvid_metrics
-    from gmrw.models import load_model
     from gmrw.tracking import track
 
     model = load_model(tiny["checkpoint"])
@@ -124,9 +124,9 @@ def test_first_mode_rule_is_applied_and_recorded(tiny, tmp_path):
     assert report["settings"]["metrics"]["first_mode_rule"] == "reference_2022"
     assert report["settings"]["metrics"]["first_mode_rule_applies"] is True
     assert json.loads((tmp_path / "metrics.json").read_text()) == report
+    from gmrw.checkpoint import load_model
     from gmrw.data.tapvid import TapVidDataset
     from gmrw.metrics import compute_tapvid_metrics
-    from gmrw.models import load_model
     from gmrw.tracking import track
 
     model = load_model(tiny["checkpoint"])
@@ -168,8 +168,15 @@ def test_errors_are_named_and_nothing_is_written(tiny, tmp_path):
         )
     with pytest.raises(ConfigError, match="tracking: .*weighted_argmax.* needs a window"):
         evaluate(compose_eval(_args(tiny, "tracking.method=weighted_argmax"), tmp_path))
-    with pytest.raises(FileNotFoundError, match="not found"):
+    with pytest.raises(ConfigError, match="nope.pkl: no such file or folder"):
         evaluate(compose_eval([f"data.path={tmp_path / 'nope.pkl'}", "model.checkpoint=null"], tmp_path))
+    not_a_pickle = tmp_path / "notes.pkl"
+    not_a_pickle.write_text("not a pickle\n")
+    with pytest.raises(
+        ConfigError,
+        match=r"notes.pkl is not a pickle: it holds text starting .not a pickle.*\(UnpicklingError",
+    ):
+        evaluate(compose_eval([f"data.path={not_a_pickle}", "model.checkpoint=null"], tmp_path))
     assert not (tmp_path / "metrics.json").exists()
 
 
@@ -206,7 +213,7 @@ def test_ddp_two_ranks_score_every_video_once(tiny, tmp_path):
 
 def test_kubric_tsv_with_a_preset(tiny, tmp_path):
     """The Kubric presets read the paper's pre-sampled tsv; a preset's settings reach metrics.json."""
-    from gmrw.data.tiny import write_kubric_tsv
+    from gmrw.datatools.tiny import write_kubric_tsv
 
     tsv = write_kubric_tsv(tiny["root"] / "validation_data.tsv", num_videos=2, num_frames=5, size=32)
     overrides = [
@@ -221,3 +228,44 @@ def test_kubric_tsv_with_a_preset(tiny, tmp_path):
     assert report["settings"]["tracking"]["upsample_factor"] == 2
     assert report["settings"]["metrics"]["query_mode"] == "strided"
     assert all(row["average_jaccard"] is not None for row in report["per_video"])
+
+
+def _lightning_checkpoint(path: Path, tracking: dict) -> Path:
+    """A checkpoint as training writes it: weights under ``model.``, the network's and the
+    tracking options in ``hyper_parameters``."""
+    from gmrw.models import GMRW
+
+    torch.manual_seed(0)
+    state = {f"model.{k}": v for k, v in GMRW(**SMALL_NET).state_dict().items()}
+    torch.save(
+        {"state_dict": state, "hyper_parameters": {"net": dict(SMALL_NET), "tracking": tracking}}, path
+    )
+    return path
+
+
+def test_checkpoint_with_a_processing_size_evaluates_as_it_tracks(tiny, tmp_path):
+    """The default run's checkpoints record processing_size next to upsample_factor=1; the options
+    are resolved once, so neither gmrw-eval nor a tracking.* override trips over the pair."""
+    from gmrw.tracking import resolve_options, track
+
+    recorded = {"mode": "direct", "upsample_factor": 1, "processing_size": 32, "method": "weighted_sum"}
+    checkpoint = _lightning_checkpoint(tmp_path / "last.ckpt", recorded)
+    base = [f"data.path={tiny['davis']}", "data.resolution=[32,32]", "data.max_videos=1"]
+    report = evaluate(compose_eval([*base, f"model.checkpoint={checkpoint}"], tmp_path / "default"))
+    assert report["settings"]["tracking"] == {**recorded, "window": None, "round_trip": None}
+    report = evaluate(
+        compose_eval([*base, f"model.checkpoint={checkpoint}", "tracking.upsample_factor=2"], tmp_path / "x2")
+    )
+    assert report["settings"]["tracking"]["upsample_factor"] == 2
+    assert report["settings"]["tracking"]["processing_size"] is None
+
+    from gmrw.checkpoint import load_model
+
+    model = load_model(checkpoint)
+    video, queries = torch.zeros(1, 3, 32, 32, 3), torch.tensor([[[0.0, 16.0, 16.0]]])
+    options = resolve_options(model, upsample_factor=2)
+    by_options = track(model, video, queries, options=options)
+    by_arguments = track(model, video, queries, upsample_factor=2)
+    assert all(torch.equal(a, b) for a, b in zip(by_options, by_arguments))
+    with pytest.raises(TypeError, match=r"resolved options or the option arguments \['mode'\], not both"):
+        track(model, video, queries, mode="direct", options=options)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gmrw.cli.track import TrackInputError, main, parse_query, read_points_file
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.tracking import scaled_size
 from gmrw.tracking.coords import positions_to_video, queries_to_frames
 from gmrw.video import write_video

@@ -15,14 +15,14 @@ import pytest
 
 from fake_publisher import CVDF, FakePublisher, Faults, add_movi_e, build_tree
 from gmrw.cli.data import main
-from gmrw.data.check import check_dataset
-from gmrw.data.download import archives, runner
-from gmrw.data.download.disk import human_bytes
-from gmrw.data.download.http import RetryPolicy, mirror_url
-from gmrw.data.download.plan import tfds_shard_names
-from gmrw.data.download.progress import Reporter, TerminalReporter
-from gmrw.data.download.report import summary_lines
-from gmrw.data.download.runner import DownloadSetupError, Options, download
+from gmrw.datatools.check import check_dataset
+from gmrw.datatools.download import archives, runner
+from gmrw.datatools.download.disk import human_bytes
+from gmrw.datatools.download.http import RetryPolicy, mirror_url
+from gmrw.datatools.download.plan import tfds_shard_names
+from gmrw.datatools.download.progress import Reporter, TerminalReporter
+from gmrw.datatools.download.report import summary_lines
+from gmrw.datatools.download.runner import DownloadSetupError, Options, download
 
 FAST = RetryPolicy(retries=3, backoff=0.01, max_backoff=0.05, connect_timeout=5, read_timeout=5)
 TRAIN_001 = "/kinetics/700_2020/train/k700_train_001.tar.gz"
@@ -212,6 +212,47 @@ def test_unplaceable_members_are_left_out_by_name(published, tmp_path):
     marker = tmp_path / "k" / ".download" / "kinetics" / "700_2020" / "train" / "k700_train_002.tar.gz.done"
     assert json.loads(marker.read_text())["left_out"] == 2
     assert not list((tmp_path / "k" / "train").rglob("stranger*"))
+
+
+def test_a_tarball_whose_clips_cannot_be_placed_says_what_it_held_and_why(published, tmp_path):
+    """Two clips in no class folder, their ids not in the annotations, and a README: the one-line
+    failure names the clips as video files and why none was used (not "no video files in it")."""
+    tree = _tree(published, tmp_path)
+    clip = next(iter(tree.clips["train"]["abseiling"].values()))
+    with tarfile.open(tree.kinetics("train", "k700_train_002.tar.gz"), "w:gz") as tar:
+        for name, data in (("stranger_000001_000011.mp4", clip), ("other_000002_000012.mp4", clip),
+                           ("README.txt", b"hi")):  # fmt: skip
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    with FakePublisher(tree.root) as server:
+        summary, log = _run("kinetics700_2020", tmp_path / "k", server, ["train"])
+    assert not summary.ok
+    [failed] = summary.failed
+    assert failed.item.name == "k700_train_002.tar.gz"
+    assert "none of its 2 video file(s) could be placed" in failed.detail
+    assert "not in the split's annotations CSV (e.g. stranger_000001_000011.mp4)" in failed.detail
+    assert "1 other member(s) are not video files" in failed.detail and "\n" not in failed.detail
+    assert "FAILED k700_train_002.tar.gz: " + failed.detail in summary_lines(summary)
+    assert not list((tmp_path / "k" / "train").rglob("stranger*"))
+
+
+def test_a_dry_run_whose_lookup_failed_exits_1_with_one_line(tmp_path, capsys):
+    """Nothing listens at the mirror: the size lookup fails, and the dry run says so instead of
+    printing a plan of unknown sizes with exit status 0."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    code = main(["download", "tapvid_davis", str(tmp_path / "tv"), "--dry-run", "--retries", "0",
+                 "--mirror", f"http://127.0.0.1:{port}"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1 and not (tmp_path / "tv").exists()
+    assert "UNREACHABLE" in captured.out and "1 could not be looked up" in captured.out
+    errors = [line for line in captured.err.splitlines() if line.startswith("gmrw-data download: error:")]
+    assert len(errors) == 1 and "1 file(s) could not be looked up (first: tapvid_davis.zip" in errors[0]
+    assert "check the network or --mirror" in errors[0] and "Traceback" not in captured.err
 
 
 def test_dry_run_lists_files_and_space_and_writes_nothing(published, tmp_path, capsys):

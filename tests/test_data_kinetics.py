@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from gmrw.data.kinetics import KineticsPairs
 from gmrw.data.modules import ClipDataModule
 from gmrw.data.readers.kinetics import list_videos
-from gmrw.data.tiny import write_tapvid_pickle, write_tiny_kinetics
+from gmrw.datatools.tiny import write_tapvid_pickle, write_tiny_kinetics
 from gmrw.video import pair_indices, read_frames
 
 

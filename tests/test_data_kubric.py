@@ -9,11 +9,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from gmrw.data import tiny
 from gmrw.data.kubric import KubricPairs
 from gmrw.data.modules import ClipDataModule
 from gmrw.data.readers.movi_e import MoviEReader, decode_flows, find_version_dir
-from gmrw.data.tiny.movi_e import TINY_FORWARD_FLOW_RANGE, TINY_FORWARD_FLOW_ROWCOL
+from gmrw.datatools import tiny
+from gmrw.datatools.tiny.movi_e import TINY_FORWARD_FLOW_RANGE, TINY_FORWARD_FLOW_ROWCOL
 from gmrw.video import write_video
 
 FRAMES, SIZE = 6, (32, 32)

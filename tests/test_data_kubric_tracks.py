@@ -1,7 +1,7 @@
 """TAP-Vid-Kubric: tracks sampled from MOVi-E geometry as Kubric's point-tracking reader does.
 
 The validation split of the tiny MOVi-E is rendered from scenes whose geometry the test knows
-(:mod:`gmrw.data.tiny.cuboids`), so sampled tracks are checked against the true projections and the
+(:mod:`gmrw.datatools.tiny.cuboids`), so sampled tracks are checked against the true projections and the
 true visibility of the surface points they follow.
 """
 
@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.data import tiny
 from gmrw.data.loaders import tapvid_loader
 from gmrw.data.modules import TapVidDataModule
 from gmrw.data.readers.kubric_tracks import (
@@ -29,7 +28,8 @@ from gmrw.data.readers.kubric_tracks import (
 )
 from gmrw.data.readers.movi_e import MoviEReader
 from gmrw.data.tapvid import TapVidDataset
-from gmrw.data.tiny.cuboids import sliding_cube_scene, yaw_pitch_quaternion
+from gmrw.datatools import tiny
+from gmrw.datatools.tiny.cuboids import sliding_cube_scene, yaw_pitch_quaternion
 
 FRAMES, SIZE = 12, 64
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.data import tiny
 from gmrw.data.loaders import tapvid_loader
 from gmrw.data.modules import TapVidDataModule
 from gmrw.data.readers.tapvid import read_tsv_row, sample_queries_first, sample_queries_strided
 from gmrw.data.tapvid import TapVidDataset
+from gmrw.datatools import tiny
 
 
 def _definition_first(occ, pts):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.demo.backend import DemoBackend, DemoError, Limits
 from gmrw.tracking import Predictor
 from gmrw.video import write_video

@@ -18,30 +18,41 @@ def _finite(value) -> bool:
     return isinstance(value, int | float) and math.isfinite(value)
 
 
-@pytest.mark.slow  # the five sections in a subprocess: ~30 s on 2 busy cores
-def test_gpu_check_cpu_mode(tmp_path, fixtures_dir):
-    out = tmp_path / "check.json"
+def run_gpu_check(tmp_path, fixtures_dir, *args: str) -> subprocess.CompletedProcess:
+    """benchmarks/gpu_check.py in a subprocess without CUDA (its CPU mode), as a user runs it."""
     env = {
         **os.environ,
         "GMRW_FIXTURES": str(fixtures_dir),
         "CUDA_VISIBLE_DEVICES": "",
         "WANDB_SILENT": "true",
     }
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "gpu_check.py"),
-            "--json",
-            str(out),
-            "--workdir",
-            str(tmp_path),
-        ],
+    script = str(REPO / "benchmarks" / "gpu_check.py")
+    return subprocess.run(
+        [sys.executable, script, "--json", str(tmp_path / "check.json"), "--workdir", str(tmp_path), *args],
         capture_output=True,
         text=True,
         timeout=600,
         env=env,
         cwd=tmp_path,
     )
+
+
+@pytest.mark.slow  # the parity section in a subprocess: ~20 s on 2 busy cores
+@pytest.mark.numerics
+def test_gpu_check_parity_passes_on_this_cpu(tmp_path, fixtures_dir):
+    """The parity section alone (what depends on the CPU's float kernels; ``make test-avx2`` runs it
+    capped at AVX2): every check within its float32 bound or tolerance, exit status 0."""
+    done = run_gpu_check(tmp_path, fixtures_dir, "--sections", "parity")
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    parity = json.loads((tmp_path / "check.json").read_text())["sections"]["parity"]
+    assert parity["passed"] is True and len(parity["checks"]) == 16
+    assert all(r["passed"] and r["value"] <= r["tolerance"] for r in parity["checks"])
+
+
+@pytest.mark.slow  # the five sections in a subprocess: ~30 s on 2 busy cores (minutes capped at AVX2: bf16)
+def test_gpu_check_cpu_mode(tmp_path, fixtures_dir):
+    out = tmp_path / "check.json"
+    done = run_gpu_check(tmp_path, fixtures_dir)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     result = json.loads(out.read_text())
     assert result["ok"] is True and result["small"] is True and result["device"] == "cpu"

@@ -1,26 +1,42 @@
 """GMRW reproduces the paper's implementation on the reference fixtures (64x64 inputs).
 
-"Relative" below means max |ours - reference| / max |reference| over the tensor, so entries
-near zero do not blow up the ratio. Re-running the reference with 2 threads instead of 1
-moves its probabilities by 8.4e-5 (fixture README), which is the scale of the tolerances.
+The matching read-outs (transition, flows) are held to float32 bounds derived from the data, not to
+figures measured on one CPU: kernels accumulate in an order that depends on the instruction set and
+the thread count (see benchmarks/reference_parity.py, which benchmarks/gpu_check.py shares). These
+tests are marked ``numerics``: ``make test-avx2`` reruns them with the CPU capped at AVX2.
 """
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from reference_parity import (
+    FLOW_KEYS,
+    GRAD_NORM_RATIO_TOLERANCE,
+    LOSS_RATIO_TOLERANCE,
+    ROW_SUM_TOLERANCE,
+    ZERO_GRAD_PARAMS,
+    ZERO_GRAD_TOLERANCE,
+    decided_rows,
+    flow_error,
+    logit_budget,
+    transition_error,
+)
 
 from gmrw.losses import walk_loss
 from gmrw.models import GMRW, flush_denormals
 
-# Biases of the 1x1 shortcut convs feed an InstanceNorm without affine, which removes any
-# per-channel constant: their gradient is analytically zero and both sides hold rounding
-# noise (the reference's norms are 4e-7 and 9e-7 against a total of 836).
-ZERO_GRAD_PARAMS = {"backbone.layer2.0.downsample.0.bias", "backbone.layer3.0.downsample.0.bias"}
+pytestmark = pytest.mark.numerics
 
 
-def rel_err(ours: torch.Tensor, ref: torch.Tensor) -> float:
-    return ((ours - ref).abs().max() / ref.abs().max()).item()
+def test_the_instruction_set_cap_took_effect():
+    """Under ``make test-avx2`` ATen must run its AVX2 kernels, or the rerun proves nothing."""
+    cap = os.environ.get("ATEN_CPU_CAPABILITY")
+    if not cap:
+        pytest.skip("no instruction set cap (ATEN_CPU_CAPABILITY) in this run")
+    assert torch.backends.cpu.get_cpu_capability() == cap.upper()
 
 
 @pytest.fixture(scope="module")
@@ -42,16 +58,24 @@ def test_state_dict_keys_are_the_references(fixtures_dir):
     assert all(ours[k].shape == v.shape for k, v in reference.items())
 
 
-def test_transition_matches_reference(reference_model, transition_data, denormal_mode):
+@pytest.fixture(scope="module")
+def budget(reference_model, transition_data):
+    """Δ: how far float32 lets two computations of one logit differ (reference_parity.logit_budget)."""
+    with torch.no_grad():
+        features = reference_model.pair_features(transition_data["img1"], transition_data["img2"])
+    return logit_budget(*features, reference_model.temperature)
+
+
+def test_transition_matches_reference(reference_model, transition_data, budget, denormal_mode):
     with torch.no_grad():
         probs = reference_model.transition(transition_data["img1"], transition_data["img2"])
     assert probs.shape == (2, 256, 256)
-    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 256), rtol=0, atol=1e-5)
-    assert rel_err(probs, transition_data["probs"]) < 1e-4
+    torch.testing.assert_close(probs.sum(-1), torch.ones(2, 256), rtol=0, atol=ROW_SUM_TOLERANCE)
+    assert transition_error(probs, transition_data["probs"], budget) <= 1.0
 
 
-@pytest.mark.parametrize("key", ["argmax", "weighted_sum", "weighted_argmax@5", "weighted_argmax@20"])
-def test_flow_matches_reference(reference_model, transition_data, key):
+@pytest.mark.parametrize("key", FLOW_KEYS)
+def test_flow_matches_reference(reference_model, transition_data, budget, key):
     method, _, radius = key.partition("@")
     with torch.no_grad():
         flow = reference_model.flow(
@@ -59,10 +83,36 @@ def test_flow_matches_reference(reference_model, transition_data, key):
         )
     reference = transition_data["flows"][key]
     assert flow.shape == reference.shape == (2, 2, 64, 64)
-    # the argmax rows have margins >= 0.0023 in probability, 20x our largest deviation, so
-    # argmax flows are exact
-    tol = 0.0 if method == "argmax" else 1e-4
-    assert rel_err(flow, reference) <= tol
+    # argmax flows are exact wherever float32 decides the argmax; a weighted flow stays within its
+    # per-pixel bound (reference_parity.flow_bound)
+    assert flow_error(flow, reference, transition_data["probs"], key, budget) <= 1.0
+
+
+def test_float32_near_ties_are_few(transition_data, budget):
+    """The fixtures' rows are decided by float32 but for a handful of near-ties (1 of 512 with the
+    budget of these weights): the flow checks above stay checks, not a tolerance that excuses rows."""
+    decided = decided_rows(transition_data["probs"], budget)
+    assert decided.shape == (2, 256) and (~decided).sum() <= 4
+
+
+def test_the_float32_bounds_still_catch_small_real_differences(reference_model, transition_data, budget):
+    """The bounds are not vacuous: softmax logits 0.1 % too large fail the transition check, and a
+    0.05 px nudge of one flow pixel fails the flow check."""
+    images = transition_data["img1"], transition_data["img2"]
+    temperature = reference_model.temperature
+    reference_model.temperature = 128**0.5 / 1.001
+    try:
+        with torch.no_grad():
+            sharper = reference_model.transition(*images)
+    finally:
+        reference_model.temperature = temperature
+    assert transition_error(sharper, transition_data["probs"], budget) > 1.0
+    for key in ("argmax", "weighted_sum"):
+        reference = transition_data["flows"][key]
+        nudged = reference.clone()
+        nudged[0, 0, 30, 30] += 0.05
+        assert flow_error(reference, reference, transition_data["probs"], key, budget) == 0.0
+        assert flow_error(nudged, reference, transition_data["probs"], key, budget) > 1.0
 
 
 def test_flow_size_argument_rescales(reference_model, transition_data):
@@ -93,7 +143,7 @@ def test_walk_loss_values_and_gradients_match_reference(fixtures_dir, denormal_m
     out = walk_loss(model, data["frames"], data["affine_b2f"], data["smoothness_weight"])
     for key in ("loss", "cycle_loss", "smoothness_loss"):
         assert out[key].dim() == 0
-        assert abs(out[key].item() / data[key].item() - 1) < 1e-4, key
+        assert abs(out[key].item() / data[key].item() - 1) < LOSS_RATIO_TOLERANCE, key
     assert out["accuracy"].item() == data["accuracy"].item()  # 7 of 208 rows, exactly
     assert out["accuracy_rows_sampled"].item() == 0  # 256 cells: every masked row counted
     out["loss"].backward()
@@ -101,6 +151,6 @@ def test_walk_loss_values_and_gradients_match_reference(fixtures_dir, denormal_m
         norm = param.grad.norm().item()
         expected = data["grad_norms"][name]
         if name in ZERO_GRAD_PARAMS:
-            assert norm < 1e-5 and expected < 1e-5, name
+            assert norm < ZERO_GRAD_TOLERANCE and expected < ZERO_GRAD_TOLERANCE, name
         else:
-            assert abs(norm / expected - 1) < 1e-3, (name, norm, expected)
+            assert abs(norm / expected - 1) < GRAD_NORM_RATIO_TOLERANCE, (name, norm, expected)

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gmrw.checkpoints import PARTIAL_GLOB, check_checkpoint
+from gmrw.checkpoint.choose import check_checkpoint
+from gmrw.checkpoint.layout import PARTIAL_GLOB
+from gmrw.checkpoint.write import CheckpointWriteError
 from gmrw.choices import ConfigError
-from gmrw.training.checkpoint_io import CheckpointWriteError
 from gmrw.training.run import TrainingStopped, train
 from helpers import BIN, compose_train, run_console
 

@@ -1,15 +1,17 @@
-"""Every ``gmrw.…`` name the README mentions exists: a module, or an attribute of one."""
+"""Every ``gmrw.…`` name the README and the docs/ pages mention exists: a module, or an attribute
+of one."""
 
 from __future__ import annotations
 
 import importlib
 import re
-from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parents[1] / "README.md"
-NAMES = sorted(set(re.findall(r"(?<![/\w.])gmrw(?:\.[A-Za-z_]\w*)+", README.read_text())))
+from doc_pages import page_id, pages
+
+NAME = re.compile(r"(?<![/\w.])gmrw(?:\.[A-Za-z_]\w*)+")
+MENTIONS = sorted({(page_id(page), name) for page in pages() for name in NAME.findall(page.read_text())})
 
 
 def resolve(dotted: str) -> object:
@@ -26,10 +28,10 @@ def resolve(dotted: str) -> object:
     raise ImportError(dotted)
 
 
-def test_the_readme_names_some_gmrw_objects():
-    assert {"gmrw.Predictor", "gmrw.load_model", "gmrw.track"} <= set(NAMES)
+def test_the_docs_name_the_public_api():
+    assert {"gmrw.Predictor", "gmrw.load_model", "gmrw.track"} <= {name for _, name in MENTIONS}
 
 
-@pytest.mark.parametrize("name", NAMES)
-def test_readme_name_resolves(name):
-    assert resolve(name) is not None
+@pytest.mark.parametrize(("page", "name"), MENTIONS)
+def test_name_resolves(page, name):
+    assert resolve(name) is not None, f"{page} names {name}"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.models import GMRW
 from gmrw.tracking import Predictor
 

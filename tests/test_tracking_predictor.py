@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import gmrw
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.models import GMRW
 from gmrw.tracking import Predictor, track
 from gmrw.video import write_video

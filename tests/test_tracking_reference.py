@@ -38,7 +38,7 @@ def ref(fixtures_dir):
 
 @pytest.fixture(scope="module")
 def model(fixtures_dir):
-    from gmrw.models import load_model
+    from gmrw.checkpoint import load_model
 
     return load_model(fixtures_dir / "model.pt")
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gmrw.data.tiny import textured_video
+from gmrw.datatools.tiny import textured_video
 from gmrw.models import GMRW
 from gmrw.tracking import FrameSource, TensorFrames, flow_cache_bytes, track, track_source
 

@@ -203,7 +203,7 @@ def test_console_unknown_experiment_lists_choices(tmp_path):
     result = run_console("gmrw-train", ["experiment=kinetic"], cwd=tmp_path)
     assert result.returncode != 0
     message = result.stderr + result.stdout
-    assert "experiment/kinetic" in message
+    assert "unknown experiment=kinetic" in message
     for name in ("kinetics", "kinetics_finetune", "kubric", "synthetic"):
         assert name in message
 

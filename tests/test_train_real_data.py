@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from gmrw.data import tiny
+from gmrw.datatools import tiny
 from helpers import run_console
 
 # CPU, a small network and small crops: a few seconds per step on 2 cores.

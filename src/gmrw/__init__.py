@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 _LAZY = {
     "GMRW": ("gmrw.models", "GMRW"),
-    "load_model": ("gmrw.models", "load_model"),
+    "load_model": ("gmrw.checkpoint", "load_model"),
     "flush_denormals": ("gmrw.models", "flush_denormals"),
     "track": ("gmrw.tracking", "track"),
     "Predictor": ("gmrw.tracking", "Predictor"),
@@ -27,7 +27,8 @@ _LAZY = {
 __all__ = ["GMRW", "Predictor", "__version__", "flush_denormals", "load_model", "track"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from gmrw.models import GMRW, flush_denormals, load_model
+    from gmrw.checkpoint import load_model
+    from gmrw.models import GMRW, flush_denormals
     from gmrw.tracking import Predictor, track
 
 

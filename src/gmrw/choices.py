@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+#: The feature transformer's attention: shifted 2x2 windows on alternate layers (the paper's), or
+#: every cell attending to every cell (the network treats any value but "swin" so).
+ATTENTION_TYPES = ("swin", "full")
 #: How flows become tracks (:func:`gmrw.track`): consecutive-frame flows or flows from the query frame.
 TRACKING_MODES = ("chained", "direct")
 #: How a transition row becomes a target position: expectation, argmax, or the expectation within

@@ -14,6 +14,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 
+from gmrw.callbacks.steps import logging_step
 from gmrw.video import resize_frames, write_video
 from gmrw.viz.tracks import render_tracks
 
@@ -33,7 +34,7 @@ class TrackVideoLogger(pl.Callback):
     """After every ``every_n_validations``-th validation (sanity checks excluded), tracks the
     queries of the first validation video with the model's own tracking defaults and writes
     ``<output_dir>/viz/tracks_step<step>.mp4``; with a W&B logger the video is also logged as
-    ``val/tracks``. Runs on global rank 0 only, whose first validation batch is video 0.
+    ``val/tracks``, at the step of the validation's scores. Runs on global rank 0 only, whose first validation batch is video 0.
 
     Expects validation batches of the TAP-Vid contract (``video`` (1, T, H, W, 3) uint8,
     ``query_points`` (1, N, 3) (t, y, x) pixels, ``name``) and a module with ``model``. If the module's
@@ -125,7 +126,8 @@ class TrackVideoLogger(pl.Callback):
         for logger in trainer.loggers:
             log_video = getattr(logger, "log_video", None)  # WandbLogger
             if callable(log_video):
-                log_video(key="val/tracks", videos=[str(path)], step=step, caption=[caption])
+                # At the step the validation's scores are logged at (see logging_step).
+                log_video(key="val/tracks", videos=[str(path)], step=logging_step(trainer), caption=[caption])
 
     def write(self, video: np.ndarray, tracks: np.ndarray, occluded: np.ndarray, step: int) -> Path:
         """Render (T, H, W, 3) uint8 with (N, T, 2) tracks / (N, T) occlusion to this step's mp4."""

@@ -3,6 +3,7 @@
     gmrw-data check DIR --format FORMAT [--limit N] [--quick] [--strict]
     gmrw-data tiny DIR --format FORMAT
     gmrw-data download NAME DIR [--split S]... [--workers N] [--keep-archives] [--dry-run] [--mirror URL]
+    gmrw-data download gmrw_weights DIR [--mirror ZIP_URL] [--keep-archives] [--dry-run]
     gmrw-data photos FILE.pkl [--videos N] [--frames T] [--seed S]
 
 FORMAT is kinetics, kubric, tapvid_davis, tapvid_rgb_stacking, tapvid_kinetics, tapvid_kubric (tracks
@@ -12,9 +13,11 @@ reference's validation_data.tsv).
 ``check`` prints counts, resolutions, frame counts and bad files; it exits 1 when the folder is
 unusable (missing, wrong layout, nothing readable) and, with ``--strict``, also when any bad file
 was found. ``tiny`` writes a tiny dataset in the real format (for smoke runs). ``download`` fetches
-a dataset from its publisher into the layout the readers take (:mod:`gmrw.data.download`); it exits 1
-when any file failed, 2 when it could not start, 130 when interrupted. ``photos`` writes the
-real-photo tracking benchmark (:mod:`gmrw.data.photo_videos`) as a ``tapvid_davis`` pickle, for
+a dataset from its publisher into the layout the readers take (:mod:`gmrw.datatools.download`); it exits 1
+when any file failed, 2 when it could not start, 130 when interrupted; for ``gmrw_weights`` (the
+paper's checkpoints, :mod:`gmrw.datatools.download.weights`) it exits 1 when any checkpoint is missing
+or does not load with ``gmrw.load_model``. ``photos`` writes the real-photo tracking benchmark
+(:mod:`gmrw.data.photo_videos`) as a ``tapvid_davis`` pickle, for
 ``gmrw-eval data=tapvid_davis data.path=FILE.pkl``.
 """
 
@@ -51,16 +54,16 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _add_download(sub) -> None:
-    from gmrw.data.download.registry import DATASETS, NOT_DOWNLOADABLE
+    from gmrw.datatools.download.registry import DATASETS, NOT_DOWNLOADABLE, WEIGHTS
 
-    names = "; ".join(f"{n}: {s.title}" for n, s in DATASETS.items())
+    names = "; ".join(f"{n}: {s.title}" for n, s in {**DATASETS, **WEIGHTS}.items())
     skipped = "; ".join(f"{n}: {why}" for n, why in NOT_DOWNLOADABLE.items())
     download = sub.add_parser(
         "download",
         help="fetch a dataset into the layout the readers take",
         description=f"NAME is one of {names}. Not here: {skipped}.",
     )
-    download.add_argument("name", metavar="NAME", help=", ".join(DATASETS))
+    download.add_argument("name", metavar="NAME", help=", ".join([*DATASETS, *WEIGHTS]))
     download.add_argument(
         "path", metavar="DIR", help="target folder (created; reruns resume and skip what is done)"
     )
@@ -73,7 +76,9 @@ def _add_download(sub) -> None:
         "--dry-run", action="store_true", help="print what would be fetched and the disk space it needs"
     )
     download.add_argument(
-        "--mirror", metavar="BASE_URL", help="fetch the publisher's paths from this server instead"
+        "--mirror",
+        metavar="BASE_URL",
+        help="fetch the publisher's paths from this server instead (gmrw_weights: the URL of the zip itself)",
     )
     download.add_argument(
         "--retries", type=_non_negative, default=5, help="failed attempts in a row per file"
@@ -95,10 +100,11 @@ def _non_negative(text: str) -> int:
 
 
 def _download(args: argparse.Namespace) -> int:
-    from gmrw.data.download.http import RetryPolicy
-    from gmrw.data.download.progress import make_reporter
-    from gmrw.data.download.report import plan_lines, summary_lines
-    from gmrw.data.download.runner import DownloadSetupError, Options, download
+    from gmrw.datatools.download.http import RetryPolicy
+    from gmrw.datatools.download.progress import make_reporter
+    from gmrw.datatools.download.registry import WEIGHTS
+    from gmrw.datatools.download.report import dry_run_failure, plan_lines, summary_lines
+    from gmrw.datatools.download.runner import DownloadSetupError, Options, download
 
     options = Options(
         workers=args.workers,
@@ -107,6 +113,8 @@ def _download(args: argparse.Namespace) -> int:
         mirror=args.mirror,
         policy=RetryPolicy(retries=args.retries),
     )
+    if args.name in WEIGHTS:
+        return _download_weights(args, options)
     try:
         summary = download(args.name, args.path, args.split, options, make_reporter(sys.stdout))
     except DownloadSetupError as exc:
@@ -117,6 +125,28 @@ def _download(args: argparse.Namespace) -> int:
         return 130
     lines = plan_lines(summary, args.mirror) if args.dry_run else summary_lines(summary)
     print("\n".join(lines))
+    failure = dry_run_failure(summary) if args.dry_run else None
+    if failure:
+        print(f"gmrw-data download: error: {failure}", file=sys.stderr)
+    if summary.interrupted:
+        return 130
+    return 0 if summary.ok else 1
+
+
+def _download_weights(args: argparse.Namespace, options) -> int:
+    from gmrw.datatools.download.progress import make_reporter
+    from gmrw.datatools.download.runner import DownloadSetupError
+    from gmrw.datatools.download.weights import download_weights, plan_lines, summary_lines
+
+    if args.split:
+        print(f"gmrw-data download: error: {args.name} has no splits; drop --split", file=sys.stderr)
+        return 2
+    try:
+        summary = download_weights(args.name, args.path, options, make_reporter(sys.stdout))
+    except DownloadSetupError as exc:
+        print(f"gmrw-data download: error: {exc}", file=sys.stderr)
+        return 2
+    print("\n".join(plan_lines(summary) if args.dry_run else summary_lines(summary)))
     if summary.interrupted:
         return 130
     return 0 if summary.ok else 1
@@ -127,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "download":
         return _download(args)
     if args.command == "tiny":
-        from gmrw.data.tiny import write_tiny
+        from gmrw.datatools.tiny import write_tiny
 
         print(write_tiny(args.path, args.format))
         return 0
@@ -142,9 +172,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(path)
         return 0
-    from gmrw.data.check import check_dataset, print_report
+    from gmrw.datatools.check import check_dataset, print_report
 
     report = check_dataset(args.path, args.format, limit=args.limit, quick=args.quick)
+    if not report.splits:  # nothing could be read: no table, the reason in one line
+        for error in report.errors or ["nothing to check"]:
+            print(f"gmrw-data check: error: {error}", file=sys.stderr)
+        return 1
     print_report(report)
     if not report.usable:
         return 1

@@ -3,9 +3,11 @@
     gmrw-demo --checkpoint kubric_73k.pth                       # http://127.0.0.1:7860
     gmrw-demo --checkpoint a.ckpt --checkpoint runs/kubric/<run> --port 8000
 
-It listens on 127.0.0.1 unless ``--host`` says otherwise, never makes a public share link, caps
-uploads (``--max-upload-mb``, ``--max-frames``, ``--max-side``), and writes only inside its own
-temporary folder (uploads, outputs and Gradio's cache), which it removes when it stops.
+It listens on 127.0.0.1:7860 unless ``--host`` / ``--port`` or, without them, Gradio's own
+``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT`` (which hosting platforms set) say otherwise, never
+makes a public share link, caps uploads (``--max-upload-mb``, ``--max-frames``, ``--max-side``),
+and writes only inside its own temporary folder (uploads, outputs and Gradio's cache), which it
+removes when it stops.
 """
 
 from __future__ import annotations
@@ -18,10 +20,35 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 log = logging.getLogger("gmrw.demo")
+
+
+#: Where the page is served unless a flag or Gradio's variables say otherwise: this machine only.
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+#: Gradio's own variables for the address (hosting platforms set them).
+HOST_VARIABLE = "GRADIO_SERVER_NAME"
+PORT_VARIABLE = "GRADIO_SERVER_PORT"
+
+
+def listen_address(
+    host: str | None, port: int | None, environ: Mapping[str, str] = os.environ
+) -> tuple[str, int]:
+    """(host, port) to serve on: the flags, else Gradio's ``GRADIO_SERVER_NAME`` /
+    ``GRADIO_SERVER_PORT``, else 127.0.0.1:7860. ValueError for a port that is not one."""
+    if host is None:
+        host = environ.get(HOST_VARIABLE, "").strip() or DEFAULT_HOST
+    if port is None:
+        text = environ.get(PORT_VARIABLE, "").strip()
+        if text and not (text.isdigit() and 0 < int(text) < 65536):
+            raise ValueError(f"{PORT_VARIABLE}={text!r} is not a port number (1-65535)")
+        port = int(text) if text else DEFAULT_PORT
+    elif not 0 < port < 65536:
+        raise ValueError(f"--port {port} is not a port number (1-65535)")
+    return host, port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the paper's .pth, a gmrw .ckpt or a run directory; repeat to offer several "
         "(default: random weights, for trying the page only)",
     )
-    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=7860, help="port (default 7860)")
+    parser.add_argument(
+        "--host",
+        help=f"address to listen on (default: $GRADIO_SERVER_NAME, else {DEFAULT_HOST})",
+    )
+    parser.add_argument("--port", type=int, help=f"port (default: $GRADIO_SERVER_PORT, else {DEFAULT_PORT})")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, ...")
     parser.add_argument("--max-upload-mb", type=float, default=50, help="largest upload (default 50 MB)")
     parser.add_argument("--max-frames", type=int, default=300, help="longest video in frames (default 300)")
@@ -66,6 +96,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.max_upload_mb <= 0 or args.max_frames < 2 or args.max_side < 8:
         print("gmrw-demo: error: the limits must be positive (and --max-frames at least 2)", file=sys.stderr)
+        return 1
+    try:
+        args.host, args.port = listen_address(args.host, args.port)
+    except ValueError as error:
+        print(f"gmrw-demo: error: {error}", file=sys.stderr)
         return 1
     # Ctrl+C must stop the server (and so remove its folder) even when the parent process started
     # us with SIGINT ignored, which Python would otherwise keep (nohup, some job runners, test suites).

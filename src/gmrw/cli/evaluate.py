@@ -18,8 +18,7 @@ import hydra
 from omegaconf import DictConfig
 
 from gmrw.choices import ConfigError
-from gmrw.evaluation.run import evaluate
-from gmrw.metrics import THRESHOLDS
+from gmrw.cli.errors import fail, find_cause, run_hydra
 from gmrw.paths import config_dir
 
 log = logging.getLogger("gmrw.eval")
@@ -36,6 +35,8 @@ def print_report(report: dict, max_rows: int) -> None:
     """A rich table of the means (×100, as the paper reports them) and, if few, of each video."""
     from rich.console import Console
     from rich.table import Table
+
+    from gmrw.metrics import THRESHOLDS
 
     means, setup = report["means"], report["settings"]
     tracking, metrics = setup["tracking"], setup["metrics"]
@@ -85,15 +86,27 @@ def print_report(report: dict, max_rows: int) -> None:
 
 
 @hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="eval")
-def main(cfg: DictConfig) -> None:
+def compose_and_evaluate(cfg: DictConfig) -> None:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # Imported once a config is composed: a command line Hydra refuses is answered without
+    # waiting for torch and Lightning to load (as gmrw-train does).
+    from gmrw.evaluation.run import evaluate
+
     try:
         report = evaluate(cfg)
-    except (ConfigError, FileNotFoundError) as error:
-        log.error("%s", error)
-        raise SystemExit(f"gmrw-eval: {error}") from None
+    except Exception as error:
+        # A setting a constructor refused comes wrapped in Hydra's InstantiationException.
+        cause = find_cause(error, (ConfigError, FileNotFoundError))
+        if cause is None:
+            raise
+        fail("gmrw-eval", str(cause), log)
     if report:
         print_report(report, int(cfg.get("print_per_video_max", 40)))
+
+
+def main() -> None:
+    """The console script: Hydra's command line, every bad input answered in one line."""
+    run_hydra(compose_and_evaluate, "gmrw-eval")
 
 
 if __name__ == "__main__":

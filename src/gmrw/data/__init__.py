@@ -8,6 +8,8 @@
   (:mod:`~gmrw.data.crops`), the query sampling (:mod:`~gmrw.data.queries`) and the procedural
   world (``scenes/``);
 * :mod:`~gmrw.data.loaders` (step-stream training loader, rank-sharded evaluation loader) and
-  :mod:`~gmrw.data.modules` (the two LightningDataModules, which take their datasets from config);
-* the ``gmrw-data`` tools: :mod:`~gmrw.data.check`, ``download/``, ``tiny/``.
+  :mod:`~gmrw.data.modules` (the two LightningDataModules, which take their datasets from config).
+
+The ``gmrw-data`` command's tools (check a folder, download a dataset, write a tiny one) are not
+datasets: they live beside this package, in :mod:`gmrw.datatools`.
 """

@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 
 from gmrw.data.crops import CycleCropper
 from gmrw.data.loaders import mix_seeds, split_key
+from gmrw.data.readers import kinetics as layout
 from gmrw.data.readers.kinetics import list_videos
 from gmrw.video import BadVideoError, read_frames
 
@@ -94,6 +95,12 @@ class KineticsPairs(Dataset):
         self.seed = int(seed)
         self.max_retries = int(max_retries)
         self.skips = SharedSkipList(len(self.videos))
+
+    @staticmethod
+    def check_root(root: str | os.PathLike, split: str = "train") -> None:
+        """FileNotFoundError naming what is missing unless ``root`` has the Kinetics layout;
+        cheap, so a run can check its ``data.root`` before building anything."""
+        layout.check_root(root, split)
 
     def __len__(self) -> int:
         return len(self.videos)

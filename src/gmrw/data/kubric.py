@@ -11,6 +11,7 @@ from torch.utils.data import Dataset
 
 from gmrw.data.crops import CycleCropper
 from gmrw.data.loaders import mix_seeds, split_key
+from gmrw.data.readers import movi_e
 from gmrw.data.readers.movi_e import MoviEReader, decode_flows
 
 
@@ -41,6 +42,12 @@ class KubricPairs(Dataset):
         self.random_frame_skip = bool(random_frame_skip)
         self.max_frame_skip = int(max_frame_skip)
         self.seed = int(seed)
+
+    @staticmethod
+    def check_root(root: str | os.PathLike, split: str = "train") -> None:
+        """FileNotFoundError naming what is missing unless ``root`` holds MOVi-E's ``split``;
+        cheap (reads no record), so a run can check its ``data.root`` before building anything."""
+        movi_e.check_root(root, split)
 
     def __len__(self) -> int:
         return len(self.reader)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
 from torch.utils.data import DataLoader, Dataset
 
 from gmrw.data.loaders import tapvid_loader, training_loader
@@ -21,6 +23,22 @@ from gmrw.data.tapvid import TapVidDataset
 log = logging.getLogger(__name__)
 
 DatasetFactory = Callable[[], Dataset]
+#: TAP-Vid formats that ``gmrw-data download <format> DIR`` fetches to ``DIR/<format>/<format>.pkl``.
+DOWNLOADABLE_TAPVID = ("tapvid_davis", "tapvid_rgb_stacking")
+
+
+@rank_zero_only
+def _say_validation_is_off(why: str, how: str) -> None:
+    log.warning("TAP-Vid validation is off: %s. To turn it on: %s.", why, how)
+
+
+def _validation_off_hint(val: Mapping[str, Any]) -> tuple[str, str]:
+    """(why, how to turn it on) for a ``data.val`` whose file is not there."""
+    fmt = val.get("format")
+    why = f"no {fmt} data at {val['path']} (data.val.path)"
+    if fmt in DOWNLOADABLE_TAPVID:
+        return why, f"`gmrw-data download {fmt} DIR`, then add paths.data_root=DIR (or data.val.path=FILE)"
+    return why, "point data.val.path at a copy"
 
 
 def _rank_and_world(trainer: pl.Trainer | None) -> tuple[int, int]:
@@ -45,6 +63,11 @@ class ClipDataModule(pl.LightningDataModule):
         val_sets: name → builder of a validation set (TAP-Vid examples); None entries are left out.
         val: ``{format, path, query_mode, resolution, max_videos, ...}``: a TAP-Vid benchmark
             (:class:`~gmrw.data.tapvid.TapVidDataset` arguments) validated on as ``val``.
+        val_optional: when ``val``'s path does not exist, train without it (saying so in one line
+            at start-up, with how to turn it on) instead of failing. The real-data configs validate
+            on TAP-Vid-DAVIS where ``gmrw-data download`` puts it, if it is there.
+
+    A run with no validation set at all says so at start-up, in one line.
     """
 
     def __init__(
@@ -57,6 +80,7 @@ class ClipDataModule(pl.LightningDataModule):
         pin_memory: bool = False,
         val_sets: Mapping[str, DatasetFactory | None] | None = None,
         val: Mapping[str, Any] | None = None,
+        val_optional: bool = False,
     ):
         super().__init__()
         self.train_factory = train_set
@@ -69,7 +93,14 @@ class ClipDataModule(pl.LightningDataModule):
         if val is not None:
             if val.get("path") in (None, "", "???"):
                 raise ValueError(f"the TAP-Vid validation set data.val needs a path; got {dict(val)}")
-            self.val_factories["val"] = lambda: TapVidDataset(**val)
+            if val_optional and not Path(str(val["path"])).exists():
+                _say_validation_is_off(*_validation_off_hint(val))
+            else:
+                self.val_factories["val"] = lambda: TapVidDataset(**val)
+        elif not self.val_factories:
+            _say_validation_is_off(
+                "data.val is null", "data.val='{format: tapvid_davis, path: FILE}' (any TAP-Vid format)"
+            )
         self.train_set: Dataset | None = None
         self.val_sets: dict[str, Dataset] | None = None
 

@@ -97,7 +97,7 @@ class TapVidDataset(Dataset):
                 )
             index = []
             for shard in shards:
-                data = load_pickle(shard)
+                data = load_pickle(shard, expected_layout(self.format))
                 items = list(data.values()) if isinstance(data, dict) else list(data)
                 stem = Path(shard).stem
                 index += [(kinetics_video_name(ex, stem, i), (shard, i)) for i, ex in enumerate(items)]
@@ -108,7 +108,7 @@ class TapVidDataset(Dataset):
         elif self.format == "tapvid_kubric_tsv":
             index = [(f"kubric_{row_id}", offset) for row_id, offset in tsv_row_offsets(self.path)]
         else:
-            data = load_pickle(self.path)
+            data = load_pickle(self.path, expected_layout(self.format))
             if self.format == "tapvid_davis":
                 if not isinstance(data, dict):
                     raise ValueError(f"{self.path}: expected a dict name → example (tapvid_davis.pkl)")

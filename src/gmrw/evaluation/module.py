@@ -12,6 +12,7 @@ import torch
 
 from gmrw.evaluation.scoring import track_and_score
 from gmrw.metrics import METRIC_NAMES, TapVidMetric
+from gmrw.tracking import TrackingOptions
 
 
 class TapVidEvaluation(pl.LightningModule):
@@ -24,24 +25,33 @@ class TapVidEvaluation(pl.LightningModule):
 
     Args:
         model: a GMRW (anything :func:`gmrw.track` accepts).
-        tracking: :func:`gmrw.track` keyword arguments (mode, upsample_factor, method, window,
-            pair_batch_size, ...).
+        options: how every video is tracked, resolved once for the whole benchmark
+            (:func:`gmrw.tracking.resolve_options`).
         query_mode / first_mode_rule: :class:`gmrw.metrics.TapVidMetric` options.
+        pair_batch_size: frame pairs per model call (memory vs. speed).
     """
 
     def __init__(
-        self, model: torch.nn.Module, tracking: dict, query_mode: str, first_mode_rule: str = "tapnet"
+        self,
+        model: torch.nn.Module,
+        options: TrackingOptions,
+        query_mode: str,
+        first_mode_rule: str = "tapnet",
+        pair_batch_size: int = 8,
     ):
         super().__init__()
         self.model = model
-        self.tracking = dict(tracking)
+        self.options = options
+        self.pair_batch_size = int(pair_batch_size)
         self.metric = TapVidMetric(query_mode=query_mode, first_mode_rule=first_mode_rule)
         self.videos: list[dict[str, Any]] = []  # this rank's (name, size, seconds) per video
         self.result: dict[str, Any] | None = None
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         start = time.perf_counter()
-        track_and_score(self.model, batch, self.metric, **self.tracking)
+        track_and_score(
+            self.model, batch, self.metric, options=self.options, pair_batch_size=self.pair_batch_size
+        )
         if batch["video"].is_cuda:
             torch.cuda.synchronize(batch["video"].device)
         _, t, h, w, _ = batch["video"].shape

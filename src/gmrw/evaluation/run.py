@@ -22,10 +22,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from gmrw import __version__
-from gmrw.checkpoints import choose_checkpoint
-from gmrw.choices import FIRST_MODE_RULES, QUERY_MODES, ConfigError, check_choice
+from gmrw.checkpoint import CheckpointError, choose_checkpoint, load_model
+from gmrw.choices import (
+    ATTENTION_TYPES,
+    FIRST_MODE_RULES,
+    QUERY_MODES,
+    TAPVID_FORMATS,
+    ConfigError,
+    check_choice,
+)
+from gmrw.data.readers.tapvid import expected_layout
 from gmrw.evaluation.module import TapVidEvaluation
-from gmrw.models import CheckpointError, flush_denormals, load_model
+from gmrw.models import flush_denormals
 from gmrw.models.cpu import slow_bf16_warning
 from gmrw.tracking import resolve_options
 
@@ -44,6 +52,16 @@ def validate_config(cfg: DictConfig) -> None:
             f"data.path is required for data format {cfg.data.get('format')}: pass the dataset location, "
             "e.g. data.path=/data/tapvid_davis/tapvid_davis.pkl"
         )
+    check_choice(cfg.data.get("format"), TAPVID_FORMATS, "data.format")
+    check_choice(cfg.data.get("query_mode", "first"), QUERY_MODES, "data.query_mode")
+    if not Path(str(cfg.data.path)).expanduser().exists():
+        raise ConfigError(
+            f"data.path={cfg.data.path}: no such file or folder ({cfg.data.format}: "
+            f"{expected_layout(cfg.data.format)})"
+        )
+    check_choice(
+        str(cfg.model.net.get("attention_type") or "swin"), ATTENTION_TYPES, "model.net.attention_type"
+    )
     try:
         resolve_options(None, **tracking_options(cfg))
     except (TypeError, ValueError) as error:
@@ -127,16 +145,23 @@ def evaluate(cfg: DictConfig) -> dict:
     checkpoint = None
     if cfg.model.checkpoint is not None:
         checkpoint = str(choose_checkpoint(str(cfg.model.checkpoint), "model.checkpoint").path.resolve())
-    model = load_eval_model(cfg, checkpoint)
     datamodule = hydra.utils.instantiate(cfg.data)
-    datamodule.setup("test")  # reads the dataset's index now: a wrong path fails before the trainer starts
-    # Options the config leaves null come from the checkpoint (how that model tracks best).
-    tracking = resolve_options(model, **tracking_options(cfg)).as_dict()
+    # The dataset's index is read now: a file that is not the benchmark fails before the model
+    # is built.
+    try:
+        datamodule.setup("test")
+    except (FileNotFoundError, ValueError) as error:
+        raise ConfigError(f"data.path={cfg.data.path}: {error}") from None
+    model = load_eval_model(cfg, checkpoint)
+    # Resolved once, here: options the config leaves null come from the checkpoint (how that
+    # model tracks best); every video is tracked with exactly what metrics.json records.
+    options = resolve_options(model, **tracking_options(cfg))
     module = TapVidEvaluation(
         model,
-        tracking={**tracking, "pair_batch_size": cfg.tracking.pair_batch_size},
+        options,
         query_mode=cfg.metrics.query_mode,
         first_mode_rule=cfg.metrics.first_mode_rule,
+        pair_batch_size=cfg.tracking.pair_batch_size,
     )
     trainer_cfg = OmegaConf.to_container(cfg.trainer, resolve=True)
     trainer_cfg["use_distributed_sampler"] = False  # the datamodule shards without padding
@@ -154,7 +179,7 @@ def evaluate(cfg: DictConfig) -> dict:
         return {}
     report = {
         "gmrw_version": __version__,
-        "settings": settings(cfg, checkpoint, trainer.world_size, tracking),
+        "settings": settings(cfg, checkpoint, trainer.world_size, options.as_dict()),
         "means": module.result["means"],
         "per_video": module.result["per_video"],
         "wall_time_s": round(time.perf_counter() - start, 3),

@@ -19,7 +19,8 @@ def track_and_score(
         batch: TAP-Vid examples (docs/CONTRACTS.md): ``video`` (B, T, H, W, 3) uint8,
             ``query_points`` (B, N, 3) (t, y, x) pixels, ``target_points`` (B, N, T, 2) (x, y)
             pixels, ``occluded`` (B, N, T) bool.
-        tracking: :func:`gmrw.track` options; those left out are the model's own defaults.
+        tracking: :func:`gmrw.track` keyword arguments: options (those left out are the model's
+            own defaults) or ``options=`` resolved ones, ``pair_batch_size``, ...
 
     Returns:
         tracks (B, N, T, 2) (x, y) pixels and occluded (B, N, T) bool, as :func:`gmrw.track`.

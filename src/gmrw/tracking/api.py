@@ -121,6 +121,7 @@ def track(
     progress: bool = False,
     processing_size: int | None = None,
     round_trip: float | None = None,
+    options: TrackingOptions | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Track query points through a video with a GMRW model, as the paper's TAP-Vid evaluation.
 
@@ -150,20 +151,27 @@ def track(
         cache_flows: chained mode keeps the flows both sweeps need instead of recomputing them
             (turn off for very long videos with late query frames to bound memory).
         progress: show a tqdm bar over frame pairs.
+        options: instead of the option arguments above (which must then be left ``None``),
+            options already resolved once (:func:`~gmrw.tracking.resolve_options`), e.g. for every
+            video of a benchmark.
 
     Returns:
         tracks (B, N, T, 2) (x, y) pixels float32 and occluded (B, N, T) bool, on ``queries``'
         device.
     """
-    options = resolve_options(
-        model,
-        mode=mode,
-        method=method,
-        window=window,
-        upsample_factor=upsample_factor,
-        processing_size=processing_size,
-        round_trip=round_trip,
-    )
+    given = {
+        "mode": mode,
+        "method": method,
+        "window": window,
+        "upsample_factor": upsample_factor,
+        "processing_size": processing_size,
+        "round_trip": round_trip,
+    }
+    if options is None:
+        options = resolve_options(model, **given)
+    elif any(value is not None for value in given.values()):
+        named = sorted(k for k, v in given.items() if v is not None)
+        raise TypeError(f"give either resolved options or the option arguments {named}, not both")
     check_video(video)
     b, t, h, w, _ = video.shape
     check_queries(queries, t, h, w, b)

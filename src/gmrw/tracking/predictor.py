@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from gmrw.checkpoints import choose_checkpoint
-from gmrw.models import CheckpointError, compile_network, load_model
+from gmrw.checkpoint import CheckpointError, choose_checkpoint, load_model
+from gmrw.models import compile_network
 from gmrw.models import flush_denormals as flush
 from gmrw.tracking.api import check_queries, grid_queries, run_tracking
 from gmrw.tracking.coords import positions_to_video, queries_to_frames

@@ -19,11 +19,12 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import grad_norm
 
+from gmrw.checkpoint import load_model
 from gmrw.choices import LR_DECAYS, QUERY_MODES, check_choice
 from gmrw.evaluation.scoring import track_and_score
 from gmrw.losses import walk_loss
 from gmrw.metrics import TapVidMetric
-from gmrw.models import GMRW, compile_network, flush_denormals, load_model
+from gmrw.models import GMRW, compile_network, flush_denormals
 from gmrw.tracking import TrackingOptions, resolve_options
 from gmrw.training.curriculum import SmoothnessCurriculum
 
@@ -69,7 +70,7 @@ class GMRWLitModule(pl.LightningModule):
         compile: compile the network's backbone and transformer with ``torch.compile`` when the
             trainer sets the module up (:func:`gmrw.models.compile_network`). Off by default: on the
             CPU it saves 8-10 % of an fp32 step but costs about a minute per input size, which
-            short runs do not repay, and bf16 steps got slower (README, "torch.compile").
+            short runs do not repay, and bf16 steps got slower (docs/performance.md, "torch.compile").
     """
 
     def __init__(

@@ -3,7 +3,7 @@
 Builds the datamodule, the module and the trainer from the config, resumes where the run
 directory (or ``ckpt_path``) says, and turns preemption and full disks into one-line errors.
 
-Preemption: checkpoints are written atomically (:mod:`gmrw.training.checkpoint_io`); SIGTERM or
+Preemption: checkpoints are written atomically (:mod:`gmrw.checkpoint.write`); SIGTERM or
 SIGUSR1 saves ``last.ckpt`` and stops with :class:`TrainingStopped` (exit code 128 + the signal's
 number; :mod:`gmrw.callbacks.preemption`); a run whose directory already holds checkpoints (a
 requeued SLURM job, a restarted torchrun, ``GMRW_RUN_NAME`` reused) resumes from the newest intact one.
@@ -24,17 +24,19 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 
 from gmrw.callbacks.preemption import StopOnSignal
 from gmrw.callbacks.summary import RunSummary
-from gmrw.checkpoints import (
+from gmrw.checkpoint.choose import (
     CheckpointChoice,
     CheckpointProblem,
     choose_checkpoint,
     newest_intact_checkpoint,
     unfinished_write_note,
-    unfinished_writes,
 )
+from gmrw.checkpoint.layout import unfinished_writes
+from gmrw.checkpoint.write import CheckpointWriteError
 from gmrw.choices import ConfigError
 from gmrw.models.cpu import slow_bf16_warning
-from gmrw.training.checkpoint_io import CheckpointWriteError
+from gmrw.training.config_checks import check_train_config
+from gmrw.training.wandb_run import instantiate_loggers
 
 log = logging.getLogger("gmrw.train")
 
@@ -122,11 +124,6 @@ def validate_config(cfg: DictConfig) -> None:
         )
     if cfg.model.get("init_from") and not Path(cfg.model.init_from).expanduser().is_file():
         raise ConfigError(f"model.init_from={cfg.model.init_from}: no such file")
-    if "root" in cfg.data and OmegaConf.is_missing(cfg.data, "root"):
-        dataset = cfg.data.train_set._target_.rsplit(".", 1)[-1]
-        raise ConfigError(
-            f"data.root is required for {dataset}: pass the dataset location, e.g. data.root=/path/to/dataset"
-        )
     accelerator = str(cfg.trainer.get("accelerator", "cpu"))
     if accelerator in ("gpu", "cuda"):
         if not torch.cuda.is_available():
@@ -137,6 +134,7 @@ def validate_config(cfg: DictConfig) -> None:
     if cfg.trainer.get("max_steps", -1) is None or int(cfg.trainer.get("max_steps", -1)) <= 0:
         if not cfg.trainer.get("fast_dev_run"):
             raise ConfigError("trainer.max_steps must be a positive number of optimisation steps")
+    check_train_config(cfg)  # required values, named choices, the dataset folder
 
 
 def train(cfg: DictConfig) -> dict:
@@ -162,7 +160,9 @@ def train(cfg: DictConfig) -> dict:
     callbacks.insert(0, stopper)
     if not any(isinstance(c, RunSummary) for c in callbacks):
         callbacks.append(RunSummary(str(output_dir)))
-    loggers = _instantiate_group(cfg.get("logger"))
+    # A W&B logger continues the run's own W&B run (gmrw.training.wandb_run).
+    loggers, logger_callbacks = instantiate_loggers(cfg.get("logger"), output_dir, ckpt_path)
+    callbacks.extend(logger_callbacks)
     if not loggers:
         # LearningRateMonitor refuses a logger-less trainer (there is nothing to log the rate to).
         callbacks = [c for c in callbacks if not isinstance(c, pl.callbacks.LearningRateMonitor)]

@@ -13,8 +13,9 @@ KINETICS_LAYOUT = (
 )
 
 
-def list_videos(root: str | os.PathLike, split: str) -> list[Path]:
-    """Sorted ``root/split/*/*.{mp4,...}``; raises with the expected layout when missing or empty."""
+def check_root(root: str | os.PathLike, split: str) -> None:
+    """FileNotFoundError naming what is missing unless ``root/split`` holds a class folder with a
+    video in it. Cheap: it stops at the first video (listing all of Kinetics takes a while)."""
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"Kinetics root {root} does not exist: {KINETICS_LAYOUT.format(split=split)}")
@@ -23,7 +24,16 @@ def list_videos(root: str | os.PathLike, split: str) -> list[Path]:
         raise FileNotFoundError(
             f"Kinetics split folder {split_dir} does not exist: {KINETICS_LAYOUT.format(split=split)}"
         )
-    videos = sorted(p for p in split_dir.glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-    if not videos:
+    if next(_videos_in(split_dir), None) is None:
         raise FileNotFoundError(f"no videos found in {split_dir}: {KINETICS_LAYOUT.format(split=split)}")
-    return videos
+
+
+def _videos_in(split_dir: Path):
+    """The video files of ``split_dir/<class>/``, lazily, in directory order."""
+    return (p for p in split_dir.glob("*/*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+
+
+def list_videos(root: str | os.PathLike, split: str) -> list[Path]:
+    """Sorted ``root/split/*/*.{mp4,...}``; raises with the expected layout when missing or empty."""
+    check_root(root, split)
+    return sorted(_videos_in(Path(root) / split))

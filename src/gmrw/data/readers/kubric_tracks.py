@@ -42,7 +42,7 @@ TRACK_FEATURES = (
     "metadata",
 )
 
-#: Where this implementation knowingly differs from Kubric's (for the record; see the README).
+#: Where this implementation knowingly differs from Kubric's (for the record; see docs/datasets.md).
 DIFFERENCES = (
     "random numbers come from numpy (seeded per video), not TensorFlow's generator: the same "
     "distribution of grid offsets and query pixels, not the same draws (so not the reference's "

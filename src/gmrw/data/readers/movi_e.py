@@ -94,6 +94,12 @@ def split_files(version_dir: Path, split: str) -> list[Path]:
     return files
 
 
+def check_root(root: str | os.PathLike, split: str) -> None:
+    """FileNotFoundError naming what is missing unless ``root`` holds a movi_e/256x256 TFDS
+    folder with ``split``'s tfrecord files (cheap: reads no record)."""
+    split_files(find_version_dir(root), split)
+
+
 def index_tfrecord(path: Path) -> list[tuple[int, int]]:
     """(data offset, length) of each record of a TFRecord file, from the length headers only."""
     out = []

@@ -108,9 +108,41 @@ def expected_layout(format: str) -> str:
     }[format]
 
 
-def load_pickle(path: str | os.PathLike) -> Any:
+def load_pickle(path: str | os.PathLike, expected: str = "") -> Any:
+    """The object a pickle file holds.
+
+    Raises:
+        ValueError: the file is not a pickle; one line naming it, what it starts with, and (when
+            given) what was ``expected`` there (:func:`expected_layout`).
+    """
     with open(path, "rb") as f:
-        return pickle.load(f)
+        try:
+            return pickle.load(f)
+        except OSError:
+            raise
+        except Exception as exc:  # junk makes the unpickler raise almost anything: one cause, not a pickle
+            first = str(exc).strip().splitlines()
+            why = f"{type(exc).__name__}: {first[0]}" if first else type(exc).__name__
+        f.seek(0)
+        head = f.read(32)
+    if head[:1] == pickle.PROTO:  # starts as a pickle of protocol 2+ does, then breaks
+        message = f"{os.fspath(path)} is a damaged or truncated pickle ({why}): fetch it again"
+    else:
+        message = f"{os.fspath(path)} is not a pickle: it holds {describe_start(head)} ({why})"
+    raise ValueError(message + (f"; {expected}" if expected else ""))
+
+
+def describe_start(head: bytes) -> str:
+    """What a file's first bytes look like, for a message: text, or bytes in hex."""
+    if not head:
+        return "nothing (an empty file)"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None and all(ch.isprintable() or ch in "\t\r\n" for ch in text):
+        return f"text starting {text[:24]!r}"
+    return f"binary data starting {head[:8].hex(' ')}"
 
 
 def kinetics_video_name(example: Any, stem: str, i: int) -> str:
