@@ -51,6 +51,7 @@ from footage_clips import (
 from lk_ground_truth import VerifyRules, verified_example
 from tracker_settings import checkpoint_file, parse_setting, tracker_label
 
+from gmrw.checkpoint import CheckpointProblem
 from gmrw.metrics import THRESHOLDS, compute_tapvid_metrics
 
 DIS_PRESETS = ("ultrafast", "fast", "medium")
@@ -237,10 +238,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
         settings = [parse_setting(s) for s in args.setting] or [{}]
     except ValueError as error:
         parser.error(str(error))
-    checkpoints = [checkpoint_file(c) for c in args.checkpoint]
-    for path in checkpoints:
-        if not path.is_file():
-            parser.error(f"checkpoint {path} not found: give a .ckpt or .pth file, or a run directory")
+    try:
+        checkpoints = [checkpoint_file(c) for c in args.checkpoint]
+    except CheckpointProblem as problem:
+        parser.error(str(problem))
     if args.frames < 2 or args.segments < 1 or args.points < 1:
         parser.error("--frames must be at least 2, --segments and --points at least 1")
     names = [n.strip() for n in args.clips.split(",") if n.strip()] if args.clips else None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from gmrw.checkpoint import choose_checkpoint
+
 SETTING_FORMAT = "MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]"
 
 
@@ -35,9 +37,13 @@ def parse_setting(text: str) -> dict:
 
 
 def checkpoint_file(checkpoint: str) -> Path:
-    """A checkpoint argument: a file as given, a run directory → its ``checkpoints/last.ckpt``."""
-    path = Path(checkpoint)
-    return path / "checkpoints" / "last.ckpt" if path.is_dir() else path
+    """A checkpoint argument: a file as given, a run directory → its newest intact checkpoint
+    (:func:`gmrw.checkpoint.choose_checkpoint`, as ``gmrw-eval`` and ``gmrw-track`` resolve it).
+
+    Raises:
+        gmrw.checkpoint.CheckpointProblem: one line naming the argument and what is wrong.
+    """
+    return choose_checkpoint(checkpoint, "--checkpoint").path
 
 
 def tracker_label(checkpoint: Path, resolved) -> str:

@@ -7,14 +7,11 @@ from __future__ import annotations
 import gzip
 import importlib
 import importlib.util
-import sys
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
-
-from helpers import REPO
 
 cv2 = pytest.importorskip("cv2", reason="opencv-python-headless (a dev extra) is not installed")
 
@@ -23,18 +20,13 @@ FRAMES = 10
 
 @pytest.fixture(scope="module")
 def bench():
-    """The benchmark's modules, imported from benchmarks/ as the script sees them."""
-    folder = str(REPO / "benchmarks")
-    sys.path.insert(0, folder)
-    try:
-        yield SimpleNamespace(
-            clips=importlib.import_module("footage_clips"),
-            truth=importlib.import_module("lk_ground_truth"),
-            main=importlib.import_module("footage_benchmark"),
-            settings=importlib.import_module("tracker_settings"),
-        )
-    finally:
-        sys.path.remove(folder)
+    """The benchmark's modules, imported from benchmarks/ (on pytest's pythonpath) as the script sees them."""
+    return SimpleNamespace(
+        clips=importlib.import_module("footage_clips"),
+        truth=importlib.import_module("lk_ground_truth"),
+        main=importlib.import_module("footage_benchmark"),
+        settings=importlib.import_module("tracker_settings"),
+    )
 
 
 def texture(seed: int, height: int, width: int) -> np.ndarray:
@@ -181,6 +173,18 @@ def test_setting_strings(bench):
     for bad in ("chained", "chained@big", "direct@128@x", "a@1@2@3@4"):
         with pytest.raises(ValueError, match="MODE@SIZE"):
             parse(bad)
+
+
+def test_bad_checkpoint_is_one_line_before_any_work(bench, tmp_path, capsys):
+    """A missing file or a run directory without an intact checkpoint stops the benchmark in one
+    line (argparse's exit 2) before any clip is read."""
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    for given in (tmp_path / "nope.ckpt", tmp_path / "run"):
+        with pytest.raises(SystemExit) as stop:
+            bench.main.main(["--checkpoint", str(given), "--clips", "no-such-clip"])
+        assert stop.value.code == 2
+        message = capsys.readouterr().err.strip().splitlines()[-1]
+        assert "--checkpoint" in message and str(given) in message
 
 
 @pytest.mark.skipif(
