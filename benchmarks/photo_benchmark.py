@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tracker_settings import checkpoint_file, parse_setting, tracker_label
 
 
 def score(example: dict, tracks: torch.Tensor, occluded: torch.Tensor) -> np.ndarray:
@@ -69,6 +70,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--no-baselines", action="store_true")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
+    try:
+        settings = [parse_setting(s) for s in args.setting] or [{}]
+    except ValueError as error:
+        parser.error(str(error))
 
     import gmrw
     from gmrw.data.photo_videos import PhotoTapVidDataset
@@ -92,38 +97,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             )
         )
     for checkpoint in args.checkpoint:
-        path = Path(checkpoint)
-        if path.is_dir():
-            path = path / "checkpoints" / "last.ckpt"
+        path = checkpoint_file(checkpoint)
         model = gmrw.load_model(path)
-        settings = [s.split("@") for s in args.setting] or [[]]
-        for setting in settings:
-            options = {}
-            if setting:
-                options = {"mode": setting[0], "processing_size": int(setting[1])}
-                if len(setting) > 2 and setting[2] != "-":
-                    options["round_trip"] = float(setting[2])
-                if len(setting) > 3:
-                    method, _, window = setting[3].partition(":")
-                    options["method"] = method
-                    options["window"] = float(window) if window else None
-            resolved = gmrw.tracking.resolve_options(model, **options)
-            scale = (
-                f"short side {resolved.processing_size}"
-                if resolved.processing_size
-                else f"×{resolved.upsample_factor}"
-            )
-            trip = (
-                f", round trip {resolved.round_trip:g} px"
-                if resolved.round_trip and resolved.mode == "direct"
-                else ""
-            )
-            readout = (
-                f", {resolved.method}" + (f" window {resolved.window:g}" if resolved.window else "")
-                if resolved.method != "weighted_sum"
-                else ""
-            )
-            label = f"GMRW {path.name} ({resolved.mode}, {scale}{trip}{readout})"
+        for options in settings:
+            label = tracker_label(path, gmrw.tracking.resolve_options(model, **options))
 
             def fn(e, options=options, model=model):
                 tracks, occluded = gmrw.track(model, e["video"][None], e["query_points"][None], **options)
