@@ -118,7 +118,7 @@ def dis_chained_tracks(
     video: np.ndarray, queries: np.ndarray, preset: str = "medium"
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """OpenCV's DIS optical flow between consecutive frames, chained from each query frame forward
-    and backward, read at the points' sub-pixel positions bilinearly (gmrw.tracking.sample_flow,
+    and backward, read at the points' sub-pixel positions bilinearly (gmrw.tracking.flows.sample_flow,
     as GMRW's chained mode).
 
     video (T, H, W, 3) uint8 RGB, queries (N, 3) (t, y, x) px → tracks (N, T, 2) (x, y) px float32,
@@ -126,7 +126,8 @@ def dis_chained_tracks(
     """
     import cv2
 
-    from gmrw.tracking import inside, sample_flow
+    from gmrw.tracking.flows import sample_flow
+    from gmrw.tracking.modes import inside
 
     dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{preset.upper()}"))
     luma = grey(np.asarray(video))
