@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tracker_settings import checkpoint_file, parse_setting, tracker_label
 
 
 def score(example: dict, tracks: torch.Tensor, occluded: torch.Tensor) -> np.ndarray:
@@ -85,6 +86,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
+    try:
+        settings = [parse_setting(s) for s in args.setting] or [{}]
+    except ValueError as error:
+        parser.error(str(error))
 
     import gmrw
     from gmrw.data.photo_videos import PhotoTapVidDataset
@@ -108,43 +113,16 @@ def main(argv: list[str] | None = None) -> list[dict]:
             )
         )
     for checkpoint in args.checkpoint:
-        path = Path(checkpoint)
-        if path.is_dir():
-            path = path / "checkpoints" / "last.ckpt"
+        path = checkpoint_file(checkpoint)
         model = gmrw.load_model(path)
-        settings = [s.split("@") for s in args.setting] or [[]]
         has_fine = getattr(model, "fine_match", None) is not None
         fine_modes = {"on": [True], "off": [False], "both": [True, False]}[args.fine] if has_fine else [None]
-        for setting, fine_on in [(s, f) for s in settings for f in fine_modes]:
+        for options, fine_on in [(o, f) for o in settings for f in fine_modes]:
             if fine_on is not None:
                 model.fine_match_enabled = fine_on
-            options = {}
-            if setting:
-                options = {"mode": setting[0], "processing_size": int(setting[1])}
-                if len(setting) > 2 and setting[2] != "-":
-                    options["round_trip"] = float(setting[2])
-                if len(setting) > 3:
-                    method, _, window = setting[3].partition(":")
-                    options["method"] = method
-                    options["window"] = float(window) if window else None
-            resolved = gmrw.tracking.resolve_options(model, **options)
-            scale = (
-                f"short side {resolved.processing_size}"
-                if resolved.processing_size
-                else f"×{resolved.upsample_factor}"
-            )
-            trip = (
-                f", round trip {resolved.round_trip:g} px"
-                if resolved.round_trip and resolved.mode == "direct"
-                else ""
-            )
-            readout = (
-                f", {resolved.method}" + (f" window {resolved.window:g}" if resolved.window else "")
-                if resolved.method != "weighted_sum"
-                else ""
-            )
-            step = {None: "", True: ", fine step", False: ", coarse only"}[fine_on]
-            label = f"GMRW {path.name} ({resolved.mode}, {scale}{trip}{readout}{step})"
+            label = tracker_label(path, gmrw.tracking.resolve_options(model, **options))
+            if fine_on is not None:  # "GMRW name (…)" → "GMRW name (…, fine step)"
+                label = label[:-1] + (", fine step)" if fine_on else ", coarse only)")
 
             def fn(e, options=options, model=model):
                 tracks, occluded = gmrw.track(model, e["video"][None], e["query_points"][None], **options)

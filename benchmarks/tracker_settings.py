@@ -1,0 +1,66 @@
+"""The checkpoints and ``--setting`` strings the benchmarks take (photo_benchmark.py,
+footage_benchmark.py): a checkpoint argument → its file, ``MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]``
+→ :func:`gmrw.track` options, and resolved options → a table row's name.
+
+SIZE is the short side the model sees; ROUND_TRIP direct mode's round-trip occlusion check in px
+(``-`` for none); METHOD the flow read-out, with its WINDOW in feature cells. No ``--setting``
+means the checkpoint's own tracking defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gmrw.checkpoint import choose_checkpoint
+
+SETTING_FORMAT = "MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]"
+
+
+def parse_setting(text: str) -> dict:
+    """``"direct@128@8@weighted_argmax:3"`` → ``{"mode": "direct", "processing_size": 128,
+    "round_trip": 8.0, "method": "weighted_argmax", "window": 3.0}``; ValueError naming the format."""
+    parts = text.split("@")
+    problem = f"--setting {text!r} is not {SETTING_FORMAT} (e.g. chained@256, direct@128@8@weighted_argmax:3)"
+    if not 2 <= len(parts) <= 4 or not parts[1].isdigit():
+        raise ValueError(problem)
+    options: dict = {"mode": parts[0], "processing_size": int(parts[1])}
+    try:
+        if len(parts) > 2 and parts[2] != "-":
+            options["round_trip"] = float(parts[2])
+        if len(parts) > 3:
+            method, _, window = parts[3].partition(":")
+            options["method"] = method
+            options["window"] = float(window) if window else None
+    except ValueError:
+        raise ValueError(problem) from None
+    return options
+
+
+def checkpoint_file(checkpoint: str) -> Path:
+    """A checkpoint argument: a file as given, a run directory → its newest intact checkpoint
+    (:func:`gmrw.checkpoint.choose_checkpoint`, as ``gmrw-eval`` and ``gmrw-track`` resolve it).
+
+    Raises:
+        gmrw.checkpoint.CheckpointProblem: one line naming the argument and what is wrong.
+    """
+    return choose_checkpoint(checkpoint, "--checkpoint").path
+
+
+def tracker_label(checkpoint: Path, resolved) -> str:
+    """A table row's name for a checkpoint tracked with ``resolved`` (gmrw.tracking.TrackingOptions)."""
+    scale = (
+        f"short side {resolved.processing_size}"
+        if resolved.processing_size
+        else f"×{resolved.upsample_factor}"
+    )
+    trip = (
+        f", round trip {resolved.round_trip:g} px"
+        if resolved.round_trip and resolved.mode == "direct"
+        else ""
+    )
+    readout = (
+        f", {resolved.method}" + (f" window {resolved.window:g}" if resolved.window else "")
+        if resolved.method != "weighted_sum"
+        else ""
+    )
+    return f"GMRW {checkpoint.name} ({resolved.mode}, {scale}{trip}{readout})"
