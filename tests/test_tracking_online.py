@@ -13,7 +13,8 @@ from gmrw.models import GMRW
 from gmrw.tracking import Predictor
 from gmrw.tracking.flows import ModelFlows
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
+# numerics: make test-avx2 reruns these with the CPU capped at AVX2 (online vs offline compares float kernels).
+pytestmark = [pytest.mark.usefixtures("one_torch_thread"), pytest.mark.numerics]
 
 
 class FrameByFrame(torch.nn.Module):

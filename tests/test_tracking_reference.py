@@ -23,6 +23,9 @@ from gmrw.tracking import TrackingOptions, track
 from gmrw.tracking.flows import DenseFlows, ModelFlows
 from gmrw.tracking.modes import chained_tracks, count_pairs, direct_tracks
 
+# Float-kernel sensitive: make test-avx2 reruns this module with the CPU capped at AVX2.
+pytestmark = pytest.mark.numerics
+
 CHAINED_KEYS = [
     "chained/uf1/argmax",
     "chained/uf1/weighted_sum",
