@@ -14,6 +14,20 @@ from gmrw.paths import compose_config
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
+#: The smallest training run that still trains the real model (tiny network, 32x32 world, no loader
+#: workers); tests add their own callbacks, logger and steps.
+TINY_RUN = [
+    "model.net.feature_channels=16",
+    "model.net.num_transformer_layers=1",
+    "model.net.ffn_dim_expansion=1",
+    "data.num_workers=0",
+    "data.batch_size=2",
+    "data.train_set.frame_size=[32,32]",
+    "data.train_set.img_size1=[32,32]",
+    "data.train_set.img_size2=[32,32]",
+    "data.train_set.texture_bank=4",
+]
+
 
 def compose_train(overrides: list[str], output_dir: Path | None = None) -> DictConfig:
     """The composed ``train`` config (see :func:`gmrw.paths.compose_config`)."""

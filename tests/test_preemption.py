@@ -22,7 +22,7 @@ from gmrw.checkpoint.layout import PARTIAL_GLOB
 from gmrw.checkpoint.write import CheckpointWriteError
 from gmrw.choices import ConfigError
 from gmrw.training.run import TrainingStopped, train
-from helpers import BIN, compose_train, run_console
+from helpers import BIN, TINY_RUN, compose_train, run_console
 
 pytestmark = pytest.mark.slow
 
@@ -30,15 +30,7 @@ STEPS = 8
 # The smallest run that still trains the real model: tiny frames and network, no validation,
 # a checkpoint every step (so that kills land in writes as well as in steps).
 TINY = [
-    "model.net.feature_channels=16",
-    "model.net.num_transformer_layers=1",
-    "model.net.ffn_dim_expansion=1",
-    "data.num_workers=0",
-    "data.batch_size=2",
-    "data.train_set.frame_size=[32,32]",
-    "data.train_set.img_size1=[32,32]",
-    "data.train_set.img_size2=[32,32]",
-    "data.train_set.texture_bank=4",
+    *TINY_RUN,
     "logger=csv",
     "callbacks=[model_checkpoint,summary]",
     "callbacks.model_checkpoint.every_n_train_steps=1",

@@ -24,19 +24,11 @@ from gmrw.training.sweeps import (
     swept_keys,
 )
 from gmrw.training.wandb_run import read_record
-from helpers import BIN, compose_train, wandb_logs
+from helpers import BIN, TINY_RUN, compose_train, wandb_logs
 
 # Tiny members: a few training steps of a small network, no validation.
 TINY = [
-    "model.net.feature_channels=16",
-    "model.net.num_transformer_layers=1",
-    "model.net.ffn_dim_expansion=1",
-    "data.num_workers=0",
-    "data.batch_size=2",
-    "data.train_set.frame_size=[32,32]",
-    "data.train_set.img_size1=[32,32]",
-    "data.train_set.img_size2=[32,32]",
-    "data.train_set.texture_bank=4",
+    *TINY_RUN,
     "callbacks=[model_checkpoint,summary]",
     "logger=csv",
     "validate_before_training=false",

@@ -24,7 +24,7 @@ from gmrw.training.wandb_run import (
     read_record,
     write_record,
 )
-from helpers import compose_train, wandb_logs
+from helpers import TINY_RUN, compose_train, wandb_logs
 
 
 def _checkpoint(path: Path, run_id: str | None) -> Path:
@@ -117,15 +117,7 @@ def test_logger_skips_steps_already_logged_and_keeps_the_record(tmp_path):
 # A tiny run that still draws everything a dashboard shows: both validation sets, the tracks video,
 # flow pictures, the learning rate and the gradient norm, at every step.
 TINY_WANDB = [
-    "model.net.feature_channels=16",
-    "model.net.num_transformer_layers=1",
-    "model.net.ffn_dim_expansion=1",
-    "data.num_workers=0",
-    "data.batch_size=2",
-    "data.train_set.frame_size=[32,32]",
-    "data.train_set.img_size1=[32,32]",
-    "data.train_set.img_size2=[32,32]",
-    "data.train_set.texture_bank=4",
+    *TINY_RUN,
     "data.val_sets.val.num_videos=1",
     "data.val_sets.val.num_frames=4",
     "data.val_sets.val.frame_size=[32,32]",
