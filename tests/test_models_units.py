@@ -192,3 +192,23 @@ def test_feed_forward_recomputes_only_large_hidden_layers(monkeypatch):
     assert "_FeedForward" not in type(transformer.feed_forward(x, w1, w2).grad_fn).__name__
     monkeypatch.setattr(transformer, "FFN_RECOMPUTE_ELEMENTS", 4 * 16)
     assert "_FeedForward" in type(transformer.feed_forward(x, w1, w2).grad_fn).__name__
+
+
+@pytest.mark.parametrize("radius", [0.5, 1.0, 1.01, 2.0, 2.5, 40.0])
+def test_windowed_expectation_equals_the_full_window(radius):
+    """The gathered read-out equals renormalising the whole row (window_around_argmax) and taking
+    its expectation: peaks in corners and on borders, peaked and flat rows, a non-square grid."""
+    h, w = 5, 7
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(4 * torch.randn(3, 2 * h * w, h * w, generator=g, dtype=torch.float64), dim=-1)
+    for row, cell in enumerate((0, w - 1, h * w - 1, (h - 1) * w, 3)):  # corners and a border cell
+        probs[0, row, cell] += 10.0
+    probs = probs / probs.sum(-1, keepdim=True)
+    coords = matching.cell_coords(h, w, dtype=torch.float64)
+    expected = matching.window_around_argmax(probs, coords, radius) @ coords
+    torch.testing.assert_close(matching.windowed_expectation(probs, w, radius), expected)
+
+
+def test_windowed_expectation_of_an_empty_window_is_zero():
+    probs = torch.softmax(torch.randn(1, 4, 4), dim=-1)
+    assert matching.windowed_expectation(probs, 2, 0.0).abs().max() == 0

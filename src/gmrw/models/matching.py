@@ -13,6 +13,8 @@ the rows of the cells a set of points reads (tracking needs flows at its points,
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -67,13 +69,34 @@ def transition_from_features(
     return probs
 
 
-def _flow_rows(probs: torch.Tensor, coords: torch.Tensor, method: str, window) -> torch.Tensor:
-    """probs (B, n, N) for n source rows → expected/argmax target positions (B, n, 2)."""
+def windowed_expectation(probs: torch.Tensor, width: int, radius: float) -> torch.Tensor:
+    """Rows ``probs`` (..., N) over a grid ``width`` cells wide (row-major) → (..., 2) the expected
+    position (x, y) over the cells strictly within ``radius`` of each row's argmax, renormalised
+    (0 where that mass is 0): ``window_around_argmax(probs, coords, radius) @ coords`` without its
+    (..., N) and (..., N, 2) temporaries — the window's few cells are gathered instead."""
+    height = probs.shape[-1] // width
+    reach = max(int(math.ceil(radius)), 0)
+    span = torch.arange(-reach, reach + 1, device=probs.device)
+    dy, dx = torch.meshgrid(span, span, indexing="ij")
+    near = (dx.square() + dy.square()).float() < radius**2  # the window is strict, as above
+    dx, dy = dx[near], dy[near]  # (K,)
+    peak = probs.argmax(dim=-1, keepdim=True)  # (..., 1)
+    x, y = peak % width + dx, peak // width + dy  # (..., K)
+    inside = (x >= 0) & (x < width) & (y >= 0) & (y < height)
+    kept = probs.gather(-1, y.clamp(0, height - 1) * width + x.clamp(0, width - 1)) * inside
+    position = torch.stack((x, y), dim=-1).to(probs.dtype)  # (..., K, 2)
+    mass = kept.sum(-1, keepdim=True).clamp_min(1e-12)
+    return (kept.unsqueeze(-1) * position).sum(-2) / mass
+
+
+def _flow_rows(probs: torch.Tensor, coords: torch.Tensor, width: int, method: str, window) -> torch.Tensor:
+    """probs (B, n, N) for n source rows of a grid ``width`` cells wide → expected/argmax target
+    positions (B, n, 2)."""
     if method == "weighted_sum":
         return probs @ coords
     if method == "argmax":
         return coords[probs.argmax(dim=-1)]
-    return window_around_argmax(probs, coords, window) @ coords  # weighted_argmax
+    return windowed_expectation(probs, width, window)  # weighted_argmax
 
 
 def flow_from_transition(
@@ -92,7 +115,7 @@ def flow_from_transition(
     else:
         rows = max(1, CHUNK_ELEMENTS // (b * n))
         target = torch.cat(
-            [_flow_rows(probs[:, i : i + rows], coords, method, window) for i in range(0, n, rows)],
+            [_flow_rows(probs[:, i : i + rows], coords, w, method, window) for i in range(0, n, rows)],
             dim=1,
         )
     return flow_from_targets(target, h, w)
@@ -138,7 +161,7 @@ def flow_from_features(
         parts = []
         for i in range(0, n, rows):
             probs = F.softmax(torch.bmm(q[:, i : i + rows], kt).float(), dim=-1)
-            parts.append(_flow_rows(probs, coords, method, window))
+            parts.append(_flow_rows(probs, coords, w, method, window))
         target = torch.cat(parts, dim=1)
     return (target - coords).transpose(1, 2).reshape(b, 2, h, w)
 
@@ -230,7 +253,7 @@ def flow_at_points(
         parts = []
         for i in range(0, len(cells), rows):
             probs = F.softmax(torch.bmm(q[:, i : i + rows], kt).float(), dim=-1)
-            parts.append(_flow_rows(probs, coords, method, window))
+            parts.append(_flow_rows(probs, coords, w, method, window))
         flows = torch.cat(parts, dim=1) - coords[cells]  # (K, U, 2) in cells
         lookup = torch.zeros(n, dtype=torch.long, device=index.device)
         lookup[cells] = torch.arange(len(cells), device=index.device)
