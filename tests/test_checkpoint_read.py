@@ -62,6 +62,28 @@ def test_lightning_checkpoint_roundtrip(tmp_path):
     assert load_model(path, smoothness_loss=True).smoothness_loss is True  # kwargs override
 
 
+def test_a_run_directory_loads_its_newest_checkpoint(tmp_path):
+    """load_model takes a run directory as every command line does: its newest intact file."""
+    import os
+
+    (tmp_path / "checkpoints").mkdir()
+    for step, temperature in ((1, 0.5), (2, 0.25)):
+        torch.manual_seed(step)
+        source = GMRW(temperature=temperature, feature_channels=32, num_transformer_layers=1)
+        net = {"temperature": temperature, "feature_channels": 32, "num_transformer_layers": 1}
+        path = tmp_path / "checkpoints" / f"step={step:07d}.ckpt"
+        torch.save(
+            {
+                "state_dict": {f"model.{k}": v for k, v in source.state_dict().items()},
+                "hyper_parameters": {"net": net},
+            },
+            path,
+        )
+        os.utime(path, ns=(step * 10**9, step * 10**9))
+    model = load_model(tmp_path)
+    assert model.temperature == 0.25 and same_weights(model, source.state_dict())
+
+
 def test_checkpoints_of_earlier_versions_still_load(tmp_path):
     """Earlier checkpoints' ``net`` carries GMFlow's ``upsample_factor`` (never used by GMRW) and
     older ones kept the tracking options among the validation settings."""

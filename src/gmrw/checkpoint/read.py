@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from gmrw.checkpoint.choose import choose_checkpoint
 from gmrw.models.gmrw import GMRW
 
 _SAFE_GLOBALS = [argparse.Namespace, torch.device]
@@ -121,7 +122,8 @@ def parse_checkpoint(obj: Any) -> tuple[dict[str, torch.Tensor], dict[str, Any]]
 def load_model(
     checkpoint: str | os.PathLike | None = None, map_location: Any = "cpu", **model_kwargs: Any
 ) -> GMRW:
-    """A GMRW in eval mode: random init (``None``) or weights from ``checkpoint``.
+    """A GMRW in eval mode: random init (``None``) or weights from ``checkpoint`` (a file, or a run
+    directory: its newest intact checkpoint, as ``gmrw-track --checkpoint`` reads it).
 
     Constructor kwargs stored in the checkpoint are used unless overridden by ``model_kwargs``.
     ``model.tracking_defaults`` is set from the checkpoint (:func:`tracking_defaults`), so
@@ -130,6 +132,8 @@ def load_model(
     """
     if checkpoint is None:
         return GMRW(**model_kwargs).eval()
+    if os.path.isdir(checkpoint):  # a run directory, as every command line accepts: its newest intact file
+        checkpoint = choose_checkpoint(checkpoint, "checkpoint").path
     obj = read_checkpoint(checkpoint, map_location)
     state, stored = parse_checkpoint(obj)
     stored = {k: v for k, v in stored.items() if k in _constructor_names()}
