@@ -49,9 +49,8 @@ from footage_clips import (
     shot_starts,
 )
 from lk_ground_truth import VerifyRules, verified_example
-from tracker_settings import checkpoint_file, parse_setting, tracker_label
+from tracker_settings import add_tracker_arguments, parsed_trackers, tracker_label
 
-from gmrw.checkpoint import CheckpointProblem
 from gmrw.metrics import THRESHOLDS, compute_tapvid_metrics
 
 DIS_PRESETS = ("ultrafast", "fast", "medium")
@@ -215,10 +214,7 @@ def print_tables(clips: list[ClipExamples], results: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", action="append", default=[], help="a gmrw .ckpt, run dir or .pth")
-    parser.add_argument(
-        "--setting", action="append", default=[], metavar="MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]"
-    )
+    add_tracker_arguments(parser)
     parser.add_argument(
         "--clips",
         help="comma-separated clip names (default: every default clip installed); known: "
@@ -235,14 +231,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--with-lk", action="store_true", help="also score the ground truth's own tracker")
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
-    try:
-        settings = [parse_setting(s) for s in args.setting] or [{}]
-    except ValueError as error:
-        parser.error(str(error))
-    try:
-        checkpoints = [checkpoint_file(c) for c in args.checkpoint]
-    except CheckpointProblem as problem:
-        parser.error(str(problem))
+    checkpoints, settings = parsed_trackers(parser, args)
     if args.frames < 2 or args.segments < 1 or args.points < 1:
         parser.error("--frames must be at least 2, --segments and --points at least 1")
     names = [n.strip() for n in args.clips.split(",") if n.strip()] if args.clips else None

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tracker_settings import checkpoint_file, parse_setting, tracker_label
+from tracker_settings import add_tracker_arguments, parsed_trackers, tracker_label
 
 
 def score(example: dict, tracks: torch.Tensor, occluded: torch.Tensor) -> np.ndarray:
@@ -68,10 +68,7 @@ def run_tracker(name: str, examples: list[dict], fn) -> dict:
 
 def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--checkpoint", action="append", default=[], help="a gmrw .ckpt, run dir or .pth")
-    parser.add_argument(
-        "--setting", action="append", default=[], metavar="MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]"
-    )
+    add_tracker_arguments(parser)
     parser.add_argument("--videos", type=int, default=16)
     parser.add_argument(
         "--start", type=int, default=0, help="score videos START..VIDEOS-1 only (split a run over cores)"
@@ -86,10 +83,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
-    try:
-        settings = [parse_setting(s) for s in args.setting] or [{}]
-    except ValueError as error:
-        parser.error(str(error))
+    checkpoints, settings = parsed_trackers(parser, args)
 
     import gmrw
     from gmrw.data.photo_videos import PhotoTapVidDataset
@@ -112,8 +106,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 lambda e: lucas_kanade_tracks(e["video"], e["query_points"]),
             )
         )
-    for checkpoint in args.checkpoint:
-        path = checkpoint_file(checkpoint)
+    for path in checkpoints:
         model = gmrw.load_model(path)
         has_fine = getattr(model, "fine_match", None) is not None
         fine_modes = {"on": [True], "off": [False], "both": [True, False]}[args.fine] if has_fine else [None]

