@@ -134,7 +134,11 @@ def test_benchmark_scripts_and_flags_exist():
                 continue
             path = REPO / script.group(1)
             assert path.is_file(), f"{page_id(page)}: no {script.group(1)}"
-            source = path.read_text()
+            # the script and the benchmarks/ helpers it imports (tracker_settings declares --checkpoint)
+            helpers = re.findall(r"^from (\w+) import", path.read_text(), flags=re.M)
+            source = "".join(
+                p.read_text() for p in [path, *(path.parent / f"{h}.py" for h in helpers)] if p.is_file()
+            )
             for flag in re.findall(r"(?<![\w-])--[a-z][\w-]*", line.split("#")[0]):
                 assert f'"{flag}"' in source, f"{page_id(page)}: {script.group(1)} has no {flag}"
             found += 1
