@@ -2,9 +2,10 @@
 footage_benchmark.py): a checkpoint argument → its file, ``MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]``
 → :func:`gmrw.track` options, and resolved options → a table row's name.
 
-SIZE is the short side the model sees; ROUND_TRIP direct mode's round-trip occlusion check in px
-(``-`` for none); METHOD the flow read-out, with its WINDOW in feature cells. No ``--setting``
-means the checkpoint's own tracking defaults.
+MODE is ``chained``, ``direct`` or ``direct+chain`` (direct with the candidate chained from the
+previous frame, ``chained_candidate``); SIZE is the short side the model sees; ROUND_TRIP direct
+mode's round-trip occlusion check in px (``-`` for none); METHOD the flow read-out, with its WINDOW
+in feature cells. No ``--setting`` means the checkpoint's own tracking defaults.
 """
 
 from __future__ import annotations
@@ -19,12 +20,18 @@ SETTING_FORMAT = "MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]"
 
 def parse_setting(text: str) -> dict:
     """``"direct@128@8@weighted_argmax:3"`` → ``{"mode": "direct", "processing_size": 128,
-    "round_trip": 8.0, "method": "weighted_argmax", "window": 3.0}``; ValueError naming the format."""
+    "round_trip": 8.0, "method": "weighted_argmax", "window": 3.0}`` (``"direct+chain@…"`` adds
+    ``"chained_candidate": True``); ValueError naming the format."""
     parts = text.split("@")
-    problem = f"--setting {text!r} is not {SETTING_FORMAT} (e.g. chained@256, direct@128@8@weighted_argmax:3)"
+    problem = f"--setting {text!r} is not {SETTING_FORMAT} (e.g. chained@256, direct@128@8@weighted_argmax:3, direct+chain@160@16)"
     if not 2 <= len(parts) <= 4 or not parts[1].isdigit():
         raise ValueError(problem)
-    options: dict = {"mode": parts[0], "processing_size": int(parts[1])}
+    mode, plus, extra = parts[0].partition("+")
+    if plus and extra != "chain":
+        raise ValueError(problem)
+    options: dict = {"mode": mode, "processing_size": int(parts[1])}
+    if plus:
+        options["chained_candidate"] = True
     try:
         if len(parts) > 2 and parts[2] != "-":
             options["round_trip"] = float(parts[2])
@@ -85,4 +92,9 @@ def tracker_label(checkpoint: Path, resolved) -> str:
         if resolved.method != "weighted_sum"
         else ""
     )
-    return f"GMRW {checkpoint.name} ({resolved.mode}, {scale}{trip}{readout})"
+    mode = (
+        "direct + chained candidate"
+        if resolved.chained_candidate and resolved.mode == "direct"
+        else resolved.mode
+    )
+    return f"GMRW {checkpoint.name} ({mode}, {scale}{trip}{readout})"

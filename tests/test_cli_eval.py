@@ -253,7 +253,13 @@ def test_checkpoint_with_a_processing_size_evaluates_as_it_tracks(tiny, tmp_path
     base = [f"data.path={tiny['davis']}", "data.resolution=[32,32]", "data.max_videos=1"]
     report = evaluate(compose_eval([*base, f"model.checkpoint={checkpoint}"], tmp_path / "default"))
     # One size is in effect: processing_size wins, so upsample_factor reads None once resolved.
-    expected = {**recorded, "upsample_factor": None, "window": None, "round_trip": None}
+    expected = {
+        **recorded,
+        "upsample_factor": None,
+        "window": None,
+        "round_trip": None,
+        "chained_candidate": False,
+    }
     assert report["settings"]["tracking"] == expected
     report = evaluate(
         compose_eval([*base, f"model.checkpoint={checkpoint}", "tracking.upsample_factor=2"], tmp_path / "x2")

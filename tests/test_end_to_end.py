@@ -64,6 +64,7 @@ def test_train_then_evaluate_then_track(tmp_path):
         "upsample_factor": 1,
         "processing_size": 64,
         "round_trip": 16,
+        "chained_candidate": True,
     }
 
     benchmark = write_tapvid_pickle(tmp_path / "tapvid_davis.pkl", num_videos=2, num_frames=6, size=(40, 48))

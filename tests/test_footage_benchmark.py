@@ -170,7 +170,13 @@ def test_setting_strings(bench):
         "method": "weighted_argmax",
         "window": 3.0,
     }
-    for bad in ("chained", "chained@big", "direct@128@x", "a@1@2@3@4"):
+    assert parse("direct+chain@160@16") == {
+        "mode": "direct",
+        "processing_size": 160,
+        "round_trip": 16.0,
+        "chained_candidate": True,
+    }
+    for bad in ("chained", "chained@big", "direct@128@x", "a@1@2@3@4", "direct+lk@128"):
         with pytest.raises(ValueError, match="MODE@SIZE"):
             parse(bad)
 

@@ -166,6 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the checkpoint's setting)",
     )
     model.add_argument(
+        "--chained-candidate",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="direct mode: also move each point on from its previous frame and keep the candidate "
+        "that comes back closer to the query (~2x the pairs; default: the checkpoint's setting)",
+    )
+    model.add_argument(
         "--resize",
         type=int,
         help="short side the model sees (0: keep the video's; default: the checkpoint's processing "
@@ -251,6 +258,7 @@ def run(args: argparse.Namespace) -> TrackedFile:
         upsample_factor=args.upsample,
         processing_size=args.resize,
         round_trip=args.round_trip,
+        chained_candidate=args.chained_candidate,
         pair_batch_size=args.pair_batch_size,
         progress=True,
         compile=args.compile,

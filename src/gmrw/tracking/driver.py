@@ -33,12 +33,14 @@ def track(
     progress: bool = False,
     processing_size: int | None = None,
     round_trip: float | None = None,
+    chained_candidate: bool | None = None,
     cache_bytes: int = CACHE_BYTES,
     options: TrackingOptions | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Track query points through a video with a GMRW model, as the paper's TAP-Vid evaluation.
 
-    Options left as ``None`` (mode, upsample_factor / processing_size, method, window, round_trip)
+    Options left as ``None`` (mode, upsample_factor / processing_size, method, window, round_trip,
+    chained_candidate)
     take the values the model carries (``model.tracking_defaults``, recorded in our checkpoints:
     how that model tracks best), else the library defaults (chained, ×1, weighted_sum); see
     :mod:`gmrw.tracking.options`. Coordinates: ``docs/conventions.md``.
@@ -58,6 +60,10 @@ def track(
             model sees (0: the video's own size).
         round_trip: direct mode: also occluded where the flow back to the query frame misses the
             query by this many input px (the reverse flows come from the same pairs).
+        chained_candidate: direct mode: also move each point on from its previous frame (one
+            more pair a frame) and keep whichever of the two candidates comes back closer to the
+            query; with ``round_trip``, also visible where they agree
+            (:func:`~gmrw.tracking.modes.direct_tracks_with_chained_candidate`).
         method / window: the flow read-out (``"weighted_sum"``, ``"argmax"``,
             ``"weighted_argmax"`` with ``window`` in feature cells).
         pair_batch_size: frame pairs per model call (memory vs. speed).
@@ -79,6 +85,7 @@ def track(
         "upsample_factor": upsample_factor,
         "processing_size": processing_size,
         "round_trip": round_trip,
+        "chained_candidate": chained_candidate,
     }
     if options is None:
         options = resolve_options(model, **given)
@@ -96,7 +103,9 @@ def track(
         from tqdm.auto import tqdm
 
         bar = tqdm(
-            total=count_pairs(options.mode, queries, t), desc=f"gmrw {options.mode} tracking", unit="pair"
+            total=count_pairs(options.mode, queries, t, options.chained_candidate),
+            desc=f"gmrw {options.mode} tracking",
+            unit="pair",
         )
     flows = ModelFlows(
         model, video, options.model_size(h, w), options.method, options.window, pair_batch_size, bar
@@ -110,7 +119,7 @@ def track(
                 frames = query_frames(queries)
                 flows.keep({(i, int(s)) for i in range(b) for s in frames[i].tolist()}, cache_bytes)
                 tracks, visible = direct_tracks(
-                    queries, t, (h, w), flows, pair_batch_size, options.round_trip
+                    queries, t, (h, w), flows, pair_batch_size, options.round_trip, options.chained_candidate
                 )
     finally:
         if bar is not None:

@@ -209,6 +209,7 @@ def direct_tracks(
     pair_flows: PairFlowFn,
     pairs_per_chunk: int = 1,
     round_trip: float | None = None,
+    chained_candidate: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Direct tracking (the paper's "forward_backward_time_independent_query_point" setting).
 
@@ -218,8 +219,11 @@ def direct_tracks(
     with ``round_trip`` (px), also that the flow ``t → s`` read at the tracked position brings the
     point back to within ``round_trip`` px of its query: a point that cannot be matched back is
     taken as occluded. Pairs come ``pairs_per_chunk`` unordered pairs at a time
-    (:func:`direct_pairs`); the reverse flows come from the same pairs.
+    (:func:`direct_pairs`); the reverse flows come from the same pairs. ``chained_candidate``:
+    see :func:`direct_tracks_with_chained_candidate` (``pairs_per_chunk`` then does not apply).
     """
+    if chained_candidate:
+        return direct_tracks_with_chained_candidate(queries, num_frames, size, pair_flows, round_trip)
     b, n, _ = queries.shape
     height, width = size
     device = queries.device
@@ -249,9 +253,123 @@ def direct_tracks(
     return tracks, inside(tracks, height, width) & consistent
 
 
-def count_pairs(mode: str, queries: torch.Tensor, num_frames: int) -> int:
+def count_pairs(mode: str, queries: torch.Tensor, num_frames: int, chained_candidate: bool = False) -> int:
     """Frame pairs a model refines to track ``queries`` (B, N, 3) in ``mode`` (every chained step
-    once; direct mode's :func:`direct_pairs`): for progress bars and tests."""
+    once; direct mode's :func:`direct_pairs`, or with ``chained_candidate`` the pairs of each
+    :func:`candidate_steps` step): for progress bars and tests."""
     if mode == "chained":
         return queries.shape[0] * (num_frames - 1) if queries.shape[1] else 0
-    return len(direct_pairs(query_frames(queries), num_frames))
+    frames = query_frames(queries)
+    if chained_candidate:
+        return sum(len(_unordered(_step_requests(step))) for step in candidate_steps(frames, num_frames))
+    return len(direct_pairs(frames, num_frames))
+
+
+#: With ``chained_candidate``, a point whose two candidates lie within this fraction of
+#: ``round_trip`` of each other is visible even if neither comes back to its query: two
+#: independent routes to the same place are evidence enough (an occluded point's rarely agree).
+AGREEMENT_FRACTION = 0.25
+
+
+class Walk(NamedTuple):
+    """One step of the points of query frame ``s`` of video ``b``: from frame ``t - direction``
+    to frame ``t`` (``first``: the step next to the query frame, where both routes coincide)."""
+
+    b: int
+    s: int
+    t: int
+    direction: int
+    first: bool
+
+
+def candidate_steps(frames: torch.Tensor, num_frames: int) -> list[list[Walk]]:
+    """For query frames ``frames`` (B, N): step k (k = 1 … T-1) walks every query frame ``s`` of
+    every video to ``s + k`` and ``s - k`` (those inside the video), so that each step's
+    previous positions are known and all of a step's pairs go to the model in one call."""
+    walks = [(b, s) for b, row in enumerate(frames) for s in sorted(set(row.tolist()))]
+    steps = []
+    for k in range(1, num_frames):
+        step = [
+            Walk(b, s, s + d * k, d, k == 1) for b, s in walks for d in (1, -1) if 0 <= s + d * k < num_frames
+        ]
+        if step:
+            steps.append(step)
+    return steps
+
+
+def _step_requests(step: Sequence[Walk]) -> list[Pair]:
+    """The directed pairs a step reads: query frame → t and back, and (after the first step) the
+    previous frame → t."""
+    requests: list[Pair] = []
+    for w in step:
+        requests += [(w.b, w.s, w.t), (w.b, w.t, w.s)]
+        if not w.first:
+            requests.append((w.b, w.t - w.direction, w.t))
+    return requests
+
+
+def _unordered(pairs: Iterable[Pair]) -> set[tuple[int, int, int]]:
+    return {(b, min(s, t), max(s, t)) for b, s, t in pairs}
+
+
+def _round_trip_miss(flows: PairFlows, back: int, xy: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """How far pair ``back``'s flow takes positions ``xy`` (1, M, 2) from ``points`` (1, M, 2) → (M,)."""
+    return torch.norm(xy + flows.at([back], xy) - points, dim=-1)[0]
+
+
+def direct_tracks_with_chained_candidate(
+    queries: torch.Tensor,
+    num_frames: int,
+    size: tuple[int, int],
+    pair_flows: PairFlowFn,
+    round_trip: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Direct tracking with a second candidate per frame, chained from the point's previous frame.
+
+    Walking out from each query frame ``s`` one frame at a time, a point has two candidates at
+    frame ``t``: the direct match ``s → t`` of its query, and its position at the previous frame
+    ``t ∓ 1`` moved by the flow ``t ∓ 1 → t`` (a short hop, where the direct match may have jumped
+    to a look-alike far away). The one whose flow ``t → s`` brings it back closer to the query is
+    kept. With ``round_trip`` (px), a point is visible where that round trip misses the query by
+    less than ``round_trip``, or where the two candidates agree within
+    ``AGREEMENT_FRACTION × round_trip``; without it, where it is inside the frame (as
+    :func:`direct_tracks`). Costs about twice direct mode's pairs (:func:`count_pairs`).
+
+    Shapes as :func:`direct_tracks`: queries (B, N, 3) (t, y, x); tracks (B, N, T, 2) (x, y) and
+    visible (B, N, T), in the pixels of the video the flows are read in.
+    """
+    b, n, _ = queries.shape
+    frames = query_frames(queries)
+    start = query_xy(queries)
+    tracks = start.unsqueeze(2).repeat(1, 1, num_frames, 1)
+    confirmed = torch.ones(b, n, num_frames, dtype=torch.bool, device=queries.device)
+    members = {
+        (i, s): torch.nonzero(frames[i] == s).squeeze(1)
+        for i in range(b)
+        for s in frames[i].unique().tolist()
+    }
+    for step in candidate_steps(frames, num_frames):
+        slot = {pair: k for k, pair in enumerate(dict.fromkeys(_step_requests(step)))}
+        flows = pair_flows(list(slot))
+
+        for w in step:
+            index = members[(w.b, w.s)]
+            points = start[w.b, index].unsqueeze(0)
+            best = points + flows.at([slot[(w.b, w.s, w.t)]], points)
+            back = slot[(w.b, w.t, w.s)]
+            best_miss = _round_trip_miss(flows, back, best, points)
+            agree = torch.zeros_like(best_miss, dtype=torch.bool)
+            if not w.first:
+                before = tracks[w.b, index, w.t - w.direction].unsqueeze(0)
+                chained = before + flows.at([slot[(w.b, w.t - w.direction, w.t)]], before)
+                chained_miss = _round_trip_miss(flows, back, chained, points)
+                if round_trip is not None:
+                    agree = torch.norm(chained - best, dim=-1)[0] < AGREEMENT_FRACTION * round_trip
+                closer = chained_miss < best_miss
+                best = torch.where(closer[None, :, None], chained, best)
+                best_miss = torch.where(closer, chained_miss, best_miss)
+            tracks[w.b, index, w.t] = best[0]
+            if round_trip is not None:
+                confirmed[w.b, index, w.t] = (best_miss < round_trip) | agree
+    height, width = size
+    return tracks, inside(tracks, height, width) & confirmed

@@ -33,7 +33,9 @@ class TrackingOptions:
     instead of ``upsample_factor`` (which then reads None); round_trip (direct mode only): also call a point occluded when
     the flow back to its query frame misses the query by this many px or more (None: only points
     outside the frame are occluded, the paper's rule; chained mode always checks each step's
-    forward–backward consistency, at 3 px).
+    forward–backward consistency, at 3 px); chained_candidate (direct mode only): also move each
+    point on from its previous frame and keep whichever candidate comes back closer to its query
+    (about twice the pairs; :func:`gmrw.tracking.modes.direct_tracks_with_chained_candidate`).
     """
 
     mode: str = "chained"
@@ -42,6 +44,7 @@ class TrackingOptions:
     upsample_factor: float | None = 1.0
     processing_size: int | None = None
     round_trip: float | None = None
+    chained_candidate: bool = False
 
     def __post_init__(self) -> None:
         check_choice(self.mode, TRACKING_MODES, "tracking mode")
@@ -68,6 +71,8 @@ class TrackingOptions:
             or trip <= 0
         ):
             raise ValueError(f"round_trip must be a positive number of pixels or None, got {trip!r}")
+        if not isinstance(self.chained_candidate, bool):
+            raise ValueError(f"chained_candidate must be true or false, got {self.chained_candidate!r}")
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """(H', W') of the frames the model sees for a ``height × width`` video."""

@@ -68,7 +68,7 @@ class Predictor:
         checkpoint: the paper's ``.pth``, one of our ``.ckpt`` files or run directories, an
             already built model, or ``None`` (random weights: for trying things out only).
         device: ``"auto"`` (a GPU if one is visible), ``"cpu"``, ``"cuda:1"``, ...
-        mode, method, window, upsample_factor, processing_size, round_trip: how to track, as
+        mode, method, window, upsample_factor, processing_size, round_trip, chained_candidate: how to track, as
             :func:`gmrw.track`; ``None`` takes the model's own defaults (our checkpoints record
             how their model tracks best; the paper's weights, the paper's setting), else the
             library's. ``processing_size`` is the short side of the frames the model sees (0: the
@@ -93,6 +93,7 @@ class Predictor:
         upsample_factor: float | None = None,
         processing_size: int | None = None,
         round_trip: float | None = None,
+        chained_candidate: bool | None = None,
         pair_batch_size: int = 8,
         progress: bool = False,
         flush_denormals: bool = True,
@@ -118,6 +119,7 @@ class Predictor:
             upsample_factor=upsample_factor,
             processing_size=processing_size,
             round_trip=round_trip,
+            chained_candidate=chained_candidate,
         )
         self.pair_batch_size = pair_batch_size
         self.progress = progress
