@@ -48,6 +48,15 @@ def query_xy(queries: torch.Tensor) -> torch.Tensor:
     return torch.stack((queries[..., 2], queries[..., 1]), dim=-1).float()
 
 
+def query_groups(frames: torch.Tensor) -> dict[tuple[int, int], torch.Tensor]:
+    """(B, N) query frames → ``{(b, s): indices of video b's queries on frame s}`` (int64)."""
+    return {
+        (i, s): torch.nonzero(row == s).squeeze(1)
+        for i, row in enumerate(frames)
+        for s in row.unique().tolist()
+    }
+
+
 def forward_step(
     positions: torch.Tensor,
     read_forward: Reader,
@@ -231,11 +240,7 @@ def direct_tracks(
     start = query_xy(queries)
     tracks = start.unsqueeze(2).repeat(1, 1, num_frames, 1)
     consistent = torch.ones(b, n, num_frames, dtype=torch.bool, device=device)
-    members = {
-        (i, s): torch.nonzero(frames[i] == s).squeeze(1)
-        for i in range(b)
-        for s in frames[i].unique().tolist()
-    }
+    members = query_groups(frames)
     for chunk in _chunks(direct_pairs(frames, num_frames), pairs_per_chunk):
         # Directed reads: each query frame's points towards the other frame (and back).
         reads = [(i, s, t) for i, a, c in chunk for s, t in ((a, c), (c, a)) if (i, s) in members]
@@ -248,8 +253,7 @@ def direct_tracks(
             moved = points + flows.at([slot[(i, s, t)]], points)
             tracks[i, index, t] = moved[0]
             if round_trip is not None:
-                back = moved + flows.at([slot[(i, t, s)]], moved)
-                consistent[i, index, t] = torch.norm(back - points, dim=-1)[0] < round_trip
+                consistent[i, index, t] = _round_trip_miss(flows, slot[(i, t, s)], moved, points) < round_trip
     return tracks, inside(tracks, height, width) & consistent
 
 
@@ -343,11 +347,7 @@ def direct_tracks_with_chained_candidate(
     start = query_xy(queries)
     tracks = start.unsqueeze(2).repeat(1, 1, num_frames, 1)
     confirmed = torch.ones(b, n, num_frames, dtype=torch.bool, device=queries.device)
-    members = {
-        (i, s): torch.nonzero(frames[i] == s).squeeze(1)
-        for i in range(b)
-        for s in frames[i].unique().tolist()
-    }
+    members = query_groups(frames)
     for step in candidate_steps(frames, num_frames):
         slot = {pair: k for k, pair in enumerate(dict.fromkeys(_step_requests(step)))}
         flows = pair_flows(list(slot))
