@@ -138,11 +138,34 @@ def test_without_a_round_trip_only_leaving_the_frame_occludes():
 def test_each_step_asks_for_its_pairs_in_one_call():
     asked = []
     queries = torch.tensor([[[1, 20.0, 10.0], [4, 40.0, 30.0]]])
-    direct_tracks(queries, 6, SIZE, flows_with(true_flow, asked), round_trip=8.0, chained_candidate=True)
+    flows = flows_with(true_flow, asked)
+    direct_tracks(queries, 6, SIZE, flows, pairs_per_chunk=8, round_trip=8.0, chained_candidate=True)
     assert len(asked) == 4  # steps k = 1 … 4 (frame 1 reaches 5, frame 4 reaches 0)
     first = {tuple(p) for p in asked[0]}
     assert first == {(0, 1, 2), (0, 2, 1), (0, 1, 0), (0, 0, 1), (0, 4, 5), (0, 5, 4), (0, 4, 3), (0, 3, 4)}
     assert (0, 2, 3) in {tuple(p) for p in asked[1]}  # query frame 1's points hop from frame 2 to 3
+
+
+def unordered(pairs):
+    return {(b, min(s, t), max(s, t)) for b, s, t in pairs}
+
+
+def test_smaller_chunks_hold_fewer_pairs_refine_none_twice_and_track_the_same():
+    queries = torch.tensor([[[1, 20.0, 10.0], [2, 30.0, 12.0], [4, 40.0, 30.0], [4, 50.0, 60.0]]])
+    rule = look_alike_from_the_query(jump=30.0)
+    whole, chunked = [], []
+    expected = direct_tracks(queries, 7, SIZE, flows_with(rule, whole), 64, 8.0, chained_candidate=True)
+    got = direct_tracks(queries, 7, SIZE, flows_with(rule, chunked), 1, 8.0, chained_candidate=True)
+    assert all(torch.equal(a, b) for a, b in zip(expected, got))
+    assert len(chunked) > len(whole)
+    # A call holds one walk's pairs (≤ 2), or walks that read a common pair, held together so that
+    # the pair is refined once: at k = 2 frame 2's walk to 4 and frame 4's to 2 share (2, 4), and
+    # frame 4's hop from 3 shares (2, 3) with frame 1's walk to 3: four pairs.
+    sizes = [len(unordered(call)) for call in chunked]
+    assert max(sizes) == 4 < max(len(unordered(call)) for call in whole)
+    assert sorted(p for call in chunked for p in unordered(call)) == sorted(
+        p for call in whole for p in unordered(call)
+    )
 
 
 @pytest.fixture(scope="module")

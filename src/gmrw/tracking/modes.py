@@ -229,10 +229,12 @@ def direct_tracks(
     point back to within ``round_trip`` px of its query: a point that cannot be matched back is
     taken as occluded. Pairs come ``pairs_per_chunk`` unordered pairs at a time
     (:func:`direct_pairs`); the reverse flows come from the same pairs. ``chained_candidate``:
-    see :func:`direct_tracks_with_chained_candidate` (``pairs_per_chunk`` then does not apply).
+    see :func:`direct_tracks_with_chained_candidate`.
     """
     if chained_candidate:
-        return direct_tracks_with_chained_candidate(queries, num_frames, size, pair_flows, round_trip)
+        return direct_tracks_with_chained_candidate(
+            queries, num_frames, size, pair_flows, round_trip, pairs_per_chunk
+        )
     b, n, _ = queries.shape
     height, width = size
     device = queries.device
@@ -289,7 +291,7 @@ class Walk(NamedTuple):
 def candidate_steps(frames: torch.Tensor, num_frames: int) -> list[list[Walk]]:
     """For query frames ``frames`` (B, N): step k (k = 1 … T-1) walks every query frame ``s`` of
     every video to ``s + k`` and ``s - k`` (those inside the video), so that each step's
-    previous positions are known and all of a step's pairs go to the model in one call."""
+    previous positions are known (a step's walks are independent of each other)."""
     walks = [(b, s) for b, row in enumerate(frames) for s in sorted(set(row.tolist()))]
     steps = []
     for k in range(1, num_frames):
@@ -316,6 +318,32 @@ def _unordered(pairs: Iterable[Pair]) -> set[tuple[int, int, int]]:
     return {(b, min(s, t), max(s, t)) for b, s, t in pairs}
 
 
+def _step_chunks(step: Sequence[Walk], pairs_per_chunk: int | None) -> list[list[Walk]]:
+    """A step's walks in chunks that read at most ``pairs_per_chunk`` unordered pairs each;
+    ``None``: the whole step. Walks that read a common pair (two query frames' walks towards each
+    other) stay in one chunk, which may then read more, so that no pair is refined twice. The
+    walks of a step are independent (each reads only the step before): chunking changes what is
+    held at once, not the tracks."""
+    if pairs_per_chunk is None:
+        return [list(step)]
+    groups: list[tuple[list[Walk], set]] = []
+    for walk in step:
+        pairs = _unordered(_step_requests([walk]))
+        joined = [g for g in groups if g[1] & pairs]
+        groups = [g for g in groups if not g[1] & pairs]
+        groups.append(([w for g in joined for w in g[0]] + [walk], pairs.union(*(g[1] for g in joined))))
+    chunks: list[list[Walk]] = []
+    current: list[Walk] = []
+    held: set = set()
+    for walks, pairs in groups:
+        if current and len(held | pairs) > pairs_per_chunk:
+            chunks.append(current)
+            current, held = [], set()
+        current += walks
+        held |= pairs
+    return [*chunks, current] if current else chunks
+
+
 def _round_trip_miss(flows: PairFlows, back: int, xy: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
     """How far pair ``back``'s flow takes positions ``xy`` (1, M, 2) from ``points`` (1, M, 2) → (M,)."""
     return torch.norm(xy + flows.at([back], xy) - points, dim=-1)[0]
@@ -327,6 +355,7 @@ def direct_tracks_with_chained_candidate(
     size: tuple[int, int],
     pair_flows: PairFlowFn,
     round_trip: float | None = None,
+    pairs_per_chunk: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Direct tracking with a second candidate per frame, chained from the point's previous frame.
 
@@ -337,7 +366,9 @@ def direct_tracks_with_chained_candidate(
     kept. With ``round_trip`` (px), a point is visible where that round trip misses the query by
     less than ``round_trip``, or where the two candidates agree within
     ``AGREEMENT_FRACTION × round_trip``; without it, where it is inside the frame (as
-    :func:`direct_tracks`). Costs about twice direct mode's pairs (:func:`count_pairs`).
+    :func:`direct_tracks`). Costs about twice direct mode's pairs (:func:`count_pairs`). A step's
+    pairs go to ``pair_flows`` in calls of at most ``pairs_per_chunk`` unordered pairs
+    (:func:`_step_chunks`; ``None``: one call a step), which bounds the refined features held at once.
 
     Shapes as :func:`direct_tracks`: queries (B, N, 3) (t, y, x); tracks (B, N, T, 2) (x, y) and
     visible (B, N, T), in the pixels of the video the flows are read in.
@@ -348,11 +379,14 @@ def direct_tracks_with_chained_candidate(
     tracks = start.unsqueeze(2).repeat(1, 1, num_frames, 1)
     confirmed = torch.ones(b, n, num_frames, dtype=torch.bool, device=queries.device)
     members = query_groups(frames)
-    for step in candidate_steps(frames, num_frames):
-        slot = {pair: k for k, pair in enumerate(dict.fromkeys(_step_requests(step)))}
+    chunks = (
+        chunk for step in candidate_steps(frames, num_frames) for chunk in _step_chunks(step, pairs_per_chunk)
+    )
+    for chunk in chunks:
+        slot = {pair: k for k, pair in enumerate(dict.fromkeys(_step_requests(chunk)))}
         flows = pair_flows(list(slot))
 
-        for w in step:
+        for w in chunk:
             index = members[(w.b, w.s)]
             points = start[w.b, index].unsqueeze(0)
             best = points + flows.at([slot[(w.b, w.s, w.t)]], points)
