@@ -22,7 +22,7 @@ within 1, 2, 4, 8, 16 px, averaged over the thresholds; "first" query mode), per
 over a clip's segments, then over clips (each clip counts the same). Unverified frames are not
 scored, so occlusion metrics (AJ, OA) mean nothing here and are not reported. Seconds are each
 tracker's tracking time for all of a clip's segments. A checkpoint is tracked with
-``gmrw.track``'s defaults for it unless ``--setting MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]``
+``gmrw.track``'s defaults for it unless ``--setting MODE@SIZE[/FINE][@ROUND_TRIP[@METHOD[:WINDOW]]]``
 are given (benchmarks/tracker_settings.py, as photo_benchmark.py). Needs
 ``opencv-python-headless`` and ``scikit-video`` (dev extras).
 """

@@ -1,9 +1,10 @@
 """The checkpoints and ``--setting`` strings the benchmarks take (photo_benchmark.py,
-footage_benchmark.py): a checkpoint argument → its file, ``MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]``
+footage_benchmark.py): a checkpoint argument → its file, ``MODE@SIZE[/FINE][@ROUND_TRIP[@METHOD[:WINDOW]]]``
 → :func:`gmrw.track` options, and resolved options → a table row's name.
 
-MODE is ``chained``, ``direct`` or ``direct+chain`` (direct with the candidate chained from the
-previous frame, ``chained_candidate``); SIZE is the short side the model sees; ROUND_TRIP direct
+MODE is ``chained`` or ``direct``, the latter optionally with ``+chain`` (the candidate chained
+from the previous frame, ``chained_candidate``) and ``+correct`` (``round_trip_correction``); SIZE is the short side the model sees; FINE the short side
+the fine-match step's maps are computed at (``fine_size``; 0: the video's own); ROUND_TRIP direct
 mode's round-trip occlusion check in px (``-`` for none); METHOD the flow read-out, with its WINDOW
 in feature cells. No ``--setting`` means the checkpoint's own tracking defaults.
 """
@@ -15,23 +16,29 @@ from pathlib import Path
 
 from gmrw.checkpoint import CheckpointProblem, choose_checkpoint
 
-SETTING_FORMAT = "MODE@SIZE[@ROUND_TRIP[@METHOD[:WINDOW]]]"
+SETTING_FORMAT = "MODE@SIZE[/FINE][@ROUND_TRIP[@METHOD[:WINDOW]]]"
 
 
 def parse_setting(text: str) -> dict:
     """``"direct@128@8@weighted_argmax:3"`` → ``{"mode": "direct", "processing_size": 128,
     "round_trip": 8.0, "method": "weighted_argmax", "window": 3.0}`` (``"direct+chain@…"`` adds
-    ``"chained_candidate": True``); ValueError naming the format."""
+    ``"chained_candidate": True``, ``"+correct"`` ``"round_trip_correction": True``,
+    ``"direct@160/256"`` ``"fine_size": 256``); ValueError naming the format."""
     parts = text.split("@")
-    problem = f"--setting {text!r} is not {SETTING_FORMAT} (e.g. chained@256, direct@128@8@weighted_argmax:3, direct+chain@160@16)"
-    if not 2 <= len(parts) <= 4 or not parts[1].isdigit():
+    problem = f"--setting {text!r} is not {SETTING_FORMAT} (e.g. chained@256, direct@128@8@weighted_argmax:3, direct+chain@160/256@16)"
+    size, slash, fine = parts[1].partition("/") if len(parts) > 1 else ("", "", "")
+    if not 2 <= len(parts) <= 4 or not size.isdigit() or (slash and not fine.isdigit()):
         raise ValueError(problem)
-    mode, plus, extra = parts[0].partition("+")
-    if plus and extra != "chain":
+    mode, *extras = parts[0].split("+")
+    if not set(extras) <= {"chain", "correct"} or len(set(extras)) != len(extras):
         raise ValueError(problem)
-    options: dict = {"mode": mode, "processing_size": int(parts[1])}
-    if plus:
+    options: dict = {"mode": mode, "processing_size": int(size)}
+    if slash:
+        options["fine_size"] = int(fine)
+    if "chain" in extras:
         options["chained_candidate"] = True
+    if "correct" in extras:
+        options["round_trip_correction"] = True
     try:
         if len(parts) > 2 and parts[2] != "-":
             options["round_trip"] = float(parts[2])
@@ -82,6 +89,8 @@ def tracker_label(checkpoint: Path, resolved) -> str:
         if resolved.processing_size
         else f"×{resolved.upsample_factor}"
     )
+    if resolved.fine_size is not None:
+        scale += f", fine step at {resolved.fine_size or 'the video size'}"
     trip = (
         f", round trip {resolved.round_trip:g} px"
         if resolved.round_trip and resolved.mode == "direct"
@@ -92,9 +101,8 @@ def tracker_label(checkpoint: Path, resolved) -> str:
         if resolved.method != "weighted_sum"
         else ""
     )
-    mode = (
-        "direct + chained candidate"
-        if resolved.chained_candidate and resolved.mode == "direct"
-        else resolved.mode
-    )
+    mode = resolved.mode
+    if resolved.mode == "direct":
+        mode += " + chained candidate" if resolved.chained_candidate else ""
+        mode += " + round-trip correction" if resolved.round_trip_correction else ""
     return f"GMRW {checkpoint.name} ({mode}, {scale}{trip}{readout})"

@@ -259,6 +259,8 @@ def test_checkpoint_with_a_processing_size_evaluates_as_it_tracks(tiny, tmp_path
         "window": None,
         "round_trip": None,
         "chained_candidate": False,
+        "fine_size": None,
+        "round_trip_correction": False,
     }
     assert report["settings"]["tracking"] == expected
     report = evaluate(

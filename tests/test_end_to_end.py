@@ -65,6 +65,8 @@ def test_train_then_evaluate_then_track(tmp_path):
         "processing_size": 64,
         "round_trip": 16,
         "chained_candidate": True,
+        "fine_size": 256,
+        "round_trip_correction": True,
     }
 
     benchmark = write_tapvid_pickle(tmp_path / "tapvid_davis.pkl", num_videos=2, num_frames=6, size=(40, 48))

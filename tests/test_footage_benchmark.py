@@ -176,7 +176,31 @@ def test_setting_strings(bench):
         "round_trip": 16.0,
         "chained_candidate": True,
     }
-    for bad in ("chained", "chained@big", "direct@128@x", "a@1@2@3@4", "direct+lk@128"):
+    assert parse("direct+chain@160/256@16") == {
+        "mode": "direct",
+        "processing_size": 160,
+        "fine_size": 256,
+        "round_trip": 16.0,
+        "chained_candidate": True,
+    }
+    assert parse("direct@256/0")["fine_size"] == 0  # the fine step at the video's own size
+    assert parse("direct+chain+correct@160@16")["round_trip_correction"] is True
+    assert parse("direct+correct@160@16") == {
+        "mode": "direct",
+        "processing_size": 160,
+        "round_trip": 16.0,
+        "round_trip_correction": True,
+    }
+    for bad in (
+        "chained",
+        "chained@big",
+        "direct@128@x",
+        "a@1@2@3@4",
+        "direct+lk@128",
+        "direct@128/",
+        "direct@128/x",
+        "direct+chain+chain@128",
+    ):
         with pytest.raises(ValueError, match="MODE@SIZE"):
             parse(bad)
 

@@ -199,3 +199,58 @@ def test_the_option_is_checked_and_resolved():
 
     assert resolve_options(model).chained_candidate is True
     assert resolve_options(model, chained_candidate=False).chained_candidate is False
+
+
+def biased_both_ways(bias: float):
+    """The true motion, every flow off by ``bias`` px in x: a match lands ``bias`` px right of the
+    truth and the flow back from it ``bias`` px further, so its round trip misses by ``2·bias``."""
+
+    def rule(src, dst, xy):
+        return true_flow(src, dst, xy) + torch.tensor([bias, 0.0])
+
+    return rule
+
+
+@pytest.mark.parametrize("chained_candidate", [False, True])
+def test_round_trip_correction_splits_a_small_miss_and_leaves_a_large_one(chained_candidate):
+    """With errors alike both ways, half the miss is the match's own error: the correction puts
+    the match on the truth. A round trip that fails (a miss of ``round_trip`` or more) is left alone."""
+    expected = truth(QUERIES, 6)
+    small = direct_tracks(
+        QUERIES,
+        6,
+        SIZE,
+        flows_with(biased_both_ways(1.0)),
+        round_trip=16.0,
+        chained_candidate=chained_candidate,
+        round_trip_correction=True,
+    )[0]
+    assert torch.allclose(small, expected, atol=1e-5)
+    plain = direct_tracks(
+        QUERIES,
+        6,
+        SIZE,
+        flows_with(biased_both_ways(1.0)),
+        round_trip=16.0,
+        chained_candidate=chained_candidate,
+    )[0]
+    assert torch.allclose(plain[:, :, 1:], expected[:, :, 1:] + torch.tensor([1.0, 0.0]), atol=1e-5)
+    large = direct_tracks(
+        QUERIES,
+        6,
+        SIZE,
+        flows_with(biased_both_ways(9.0)),
+        round_trip=16.0,  # misses 18 px
+        chained_candidate=chained_candidate,
+        round_trip_correction=True,
+    )[0]
+    assert torch.allclose(large[:, :, 1:], expected[:, :, 1:] + torch.tensor([9.0, 0.0]), atol=1e-5)
+
+
+def test_round_trip_correction_needs_a_round_trip():
+    with pytest.raises(ValueError, match="round_trip_correction needs round_trip"):
+        direct_tracks(QUERIES, 3, SIZE, flows_with(true_flow), round_trip_correction=True)
+    with pytest.raises(ValueError, match="round_trip_correction needs round_trip"):
+        TrackingOptions(mode="direct", round_trip_correction=True)
+    with pytest.raises(ValueError, match="true or false"):
+        TrackingOptions(mode="direct", round_trip=8.0, round_trip_correction=1)

@@ -173,10 +173,24 @@ def build_parser() -> argparse.ArgumentParser:
         "that comes back closer to the query (~2x the pairs; default: the checkpoint's setting)",
     )
     model.add_argument(
+        "--round-trip-correction",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="direct mode with a round trip: move each match back by half of its round trip's "
+        "miss where the round trip passes (default: the checkpoint's setting)",
+    )
+    model.add_argument(
         "--resize",
         type=int,
         help="short side the model sees (0: keep the video's; default: the checkpoint's processing "
         "size, else the video's own size)",
+    )
+    model.add_argument(
+        "--fine-size",
+        type=int,
+        metavar="PX",
+        help="checkpoints with the fine-match step: short side of the frames its maps come from "
+        "(0: the video's own size; default: the checkpoint's setting, else --resize's)",
     )
     model.add_argument("--pair-batch-size", type=int, default=8, help="frame pairs per model call")
     model.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
@@ -259,6 +273,8 @@ def run(args: argparse.Namespace) -> TrackedFile:
         processing_size=args.resize,
         round_trip=args.round_trip,
         chained_candidate=args.chained_candidate,
+        fine_size=args.fine_size,
+        round_trip_correction=args.round_trip_correction,
         pair_batch_size=args.pair_batch_size,
         progress=True,
         compile=args.compile,

@@ -80,9 +80,14 @@ class CNNEncoder(nn.Module):
         x = self.conv2(self.layer3(self.layer2(self.layer1(x))))
         return self.trident_conv(x, branch=None if all_scales else 0)
 
+    def half(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B,3,H,W) → ``layer1``'s (B,64,H/2,W/2) map alone: the trunk's first stage, all the
+        fine-match step reads (every norm in it is per image, so it does not depend on the rest)."""
+        return self.layer1(F.relu(self.norm1(self.conv1(x))))
+
     def forward_with_half(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B,3,H,W) → the (B,C,H/4,W/4) map of :meth:`forward` and ``layer1``'s (B,64,H/2,W/2)
         map on the way (the fine-match step's input); the same operations as :meth:`forward`."""
-        half = self.layer1(F.relu(self.norm1(self.conv1(x))))
+        half = self.half(x)
         x = self.conv2(self.layer3(self.layer2(half)))
         return self.trident_conv(x, branch=0)[0], half

@@ -142,13 +142,32 @@ class GMRW(nn.Module):
         Per-image (instance norm), so frames shared by several pairs can be encoded once.
         """
         if self.fine_features is None:
-            feature = self.backbone(self.normalize(images))[0]
-            return add_window_position(feature, self.attn_splits)
+            return self.encode_coarse(images)
         coarse, maps = self.encode_parts(images)
         parts = [coarse, F.pixel_unshuffle(maps.half, 2)]
         if maps.full is not None:
             parts.append(F.pixel_unshuffle(maps.full, 4))
         return torch.cat(parts, dim=1)
+
+    def encode_coarse(self, images: torch.Tensor) -> torch.Tensor:
+        """(n,3,H,W) [0,255] → (n,C,H/4,W/4) backbone features with the window position code, without
+        the fine-match step's maps (what :meth:`refine` transforms)."""
+        feature = self.backbone(self.normalize(images))[0]
+        return add_window_position(feature, self.attn_splits)
+
+    def encode_fine(self, images: torch.Tensor) -> LocalMaps:
+        """(n,3,H,W) [0,255] → the fine-match step's maps alone, (n,Cf,H/2,W/2) and (n,Cp,H,W) (or
+        None): the backbone's first stage and the step's convolutions, a fraction of :meth:`encode`.
+
+        For tracking with the step's maps at another size than the global match's
+        (``fine_size``: :meth:`point_flow`'s ``maps``). Raises ValueError without the step.
+        """
+        if self.fine_features is None:
+            raise ValueError("this model has no fine-match step (model.net.fine_match is null)")
+        normalized = self.normalize(images)
+        half = self.backbone.half(normalized)
+        full = self.pixel_features(normalized, half) if self.pixel_features is not None else None
+        return LocalMaps(self.fine_features(half), full)
 
     def encode_parts(self, images: torch.Tensor) -> tuple[torch.Tensor, LocalMaps | None]:
         """(n,3,H,W) [0,255] → coarse features (n,C,h,w) as :meth:`encode`, and the fine-match
@@ -261,6 +280,7 @@ class GMRW(nn.Module):
         method: str = "weighted_sum",
         window: float | None = None,
         size: tuple[int, int] | None = None,
+        maps: tuple[LocalMaps, LocalMaps] | None = None,
     ) -> torch.Tensor:
         """Refined features (K,C,h,w) x2, points ``xy`` (K,N,2) (x, y) in pixels of frames of
         ``size`` (default (h, w) cells) → (K,N,2) flow (dx, dy) in those pixels at the points.
@@ -270,16 +290,20 @@ class GMRW(nn.Module):
         the samples touch (:func:`gmrw.models.matching.flow_at_points`). With the fine-match step on
         (features carrying its maps, :attr:`fine_match_enabled`), each point's coarse match
         ``xy + flow`` is then refined by :meth:`fine_match_points`, matching the point itself (its
-        bilinear fine feature) rather than interpolating refined cell flows.
+        bilinear fine feature) rather than interpolating refined cell flows. ``maps``: the step's
+        maps of the source and target frames (K each, :meth:`encode_fine`) to use instead of those
+        the features carry, e.g. computed from larger frames than the global match's.
         """
         size = size or tuple(feature_src.shape[-2:])
         coarse_src, maps_src = self.split_features(feature_src)
         coarse_dst, maps_dst = self.split_features(feature_dst)
         flow = flow_at_points(coarse_src, coarse_dst, xy, size, method, window, self.temperature)
+        if maps is not None:
+            maps_src, maps_dst = maps
         if maps_src is None or maps_dst is None or not self.fine_match_enabled:
             return flow
         xy = xy.float()
-        return self.fine_match_points(feature_src, feature_dst, xy, xy + flow, size) - xy
+        return self.fine_match_points(feature_src, feature_dst, xy, xy + flow, size, maps) - xy
 
     def fine_match_points(
         self,
@@ -288,6 +312,7 @@ class GMRW(nn.Module):
         source_xy: torch.Tensor,
         target_xy: torch.Tensor,
         size: tuple[int, int],
+        maps: tuple[LocalMaps, LocalMaps] | None = None,
     ) -> torch.Tensor:
         """The fine-match step on points, for read-outs that match query points only.
 
@@ -295,18 +320,23 @@ class GMRW(nn.Module):
         (B, P, 2): the points (x, y) in pixels of ``size`` (H, W), the frame the model input was
         resized from (corner-aligned, as the tracker resizes); target_xy (B, P, 2): their coarse
         matches in the same pixels. Returns the refined matches (B, P, 2) in those pixels; the
-        targets unchanged when the step is off or disabled.
+        targets unchanged when the step is off or disabled. ``maps``: as :meth:`point_flow`'s (the
+        step's maps at any size; their frames resized from ``size`` as the features' were).
         """
-        coarse, maps_src = self.split_features(feature_src)
-        _, maps_dst = self.split_features(feature_dst)
+        if maps is None:
+            maps_src = self.split_features(feature_src)[1]
+            maps_dst = self.split_features(feature_dst)[1]
+        else:
+            maps_src, maps_dst = maps
         if maps_src is None or maps_dst is None or not self.fine_match_enabled:
             return target_xy
         settings = self.fine_match
         height, width = size
-        h, w = coarse.shape[-2:]
-        # frame pixel → model pixel (the corner-aligned resize to 4w x 4h) → fine cell (model px / 2)
+        h2, w2 = maps_src.half.shape[-2:]
+        # frame pixel → model pixel (the corner-aligned resize to 2·w2 x 2·h2, the frames the maps
+        # were computed from) → fine cell (model px / 2)
         to_model = torch.tensor(
-            [(4 * w - 1) / max(width - 1, 1), (4 * h - 1) / max(height - 1, 1)], device=target_xy.device
+            [(2 * w2 - 1) / max(width - 1, 1), (2 * h2 - 1) / max(height - 1, 1)], device=target_xy.device
         )
         source = source_xy.float() * to_model
         refined = 2 * fine_match_points(

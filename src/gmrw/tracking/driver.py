@@ -34,13 +34,15 @@ def track(
     processing_size: int | None = None,
     round_trip: float | None = None,
     chained_candidate: bool | None = None,
+    fine_size: int | None = None,
+    round_trip_correction: bool | None = None,
     cache_bytes: int = CACHE_BYTES,
     options: TrackingOptions | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Track query points through a video with a GMRW model, as the paper's TAP-Vid evaluation.
 
     Options left as ``None`` (mode, upsample_factor / processing_size, method, window, round_trip,
-    chained_candidate)
+    chained_candidate, fine_size, round_trip_correction)
     take the values the model carries (``model.tracking_defaults``, recorded in our checkpoints:
     how that model tracks best), else the library defaults (chained, ×1, weighted_sum); see
     :mod:`gmrw.tracking.options`. Coordinates: ``docs/conventions.md``.
@@ -64,6 +66,11 @@ def track(
             more pair a frame) and keep whichever of the two candidates comes back closer to the
             query; with ``round_trip``, also visible where they agree
             (:func:`~gmrw.tracking.modes.direct_tracks_with_chained_candidate`).
+        round_trip_correction: direct mode with ``round_trip``: move each match back by half of
+            its round trip's miss where the round trip passes
+            (:func:`~gmrw.tracking.modes.corrected_by_round_trip`).
+        fine_size: with a model that has the fine-match step, the short side (px) of the frames
+            its maps are computed from (0: the video's own size; None: those of the global match).
         method / window: the flow read-out (``"weighted_sum"``, ``"argmax"``,
             ``"weighted_argmax"`` with ``window`` in feature cells).
         pair_batch_size: frame pairs per model call (memory vs. speed).
@@ -86,6 +93,8 @@ def track(
         "processing_size": processing_size,
         "round_trip": round_trip,
         "chained_candidate": chained_candidate,
+        "fine_size": fine_size,
+        "round_trip_correction": round_trip_correction,
     }
     if options is None:
         options = resolve_options(model, **given)
@@ -108,7 +117,14 @@ def track(
             unit="pair",
         )
     flows = ModelFlows(
-        model, video, options.model_size(h, w), options.method, options.window, pair_batch_size, bar
+        model,
+        video,
+        options.model_size(h, w),
+        options.method,
+        options.window,
+        pair_batch_size,
+        bar,
+        options.fine_model_size(h, w),
     )
     try:
         with torch.no_grad():
@@ -119,7 +135,14 @@ def track(
                 frames = query_frames(queries)
                 flows.keep({(i, int(s)) for i in range(b) for s in frames[i].tolist()}, cache_bytes)
                 tracks, visible = direct_tracks(
-                    queries, t, (h, w), flows, pair_batch_size, options.round_trip, options.chained_candidate
+                    queries,
+                    t,
+                    (h, w),
+                    flows,
+                    pair_batch_size,
+                    options.round_trip,
+                    options.chained_candidate,
+                    options.round_trip_correction,
                 )
     finally:
         if bar is not None:

@@ -19,6 +19,8 @@ from collections.abc import Iterable, Sequence
 
 import torch
 
+from gmrw.tracking import encodings
+from gmrw.tracking.encodings import TwoSizeEncoding
 from gmrw.tracking.frames import model_input
 
 Pair = tuple[int, int, int]
@@ -87,8 +89,9 @@ class DenseFlows(PairFlows):
 
 class RefinedPairs(PairFlows):
     """Refined features of U frame pairs (``src`` and ``dst``, (U, C, h, w) each, whatever
-    ``model.refine`` returns, indexed along dim 0 only) and, for each of K requests, the pair it
-    reads and whether backwards (dst → src: the same refinement, roles swapped)."""
+    ``model.refine`` returns, or :class:`~gmrw.tracking.encodings.TwoSizeEncoding` s; indexed along
+    dim 0 only) and, for each of K requests, the pair it reads and whether backwards (dst → src:
+    the same refinement, roles swapped)."""
 
     def __init__(self, reader: FlowModel, src, dst, rows: Sequence[int], reverse: Sequence[bool]):
         self.reader, self.src, self.dst = reader, src, dst
@@ -101,16 +104,17 @@ class RefinedPairs(PairFlows):
             picked = [m for m, i in enumerate(index) if self.reverse[i] == backwards]
             if not picked:
                 continue
-            rows = torch.tensor([self.rows[index[m]] for m in picked], device=self.src.device)
+            device = encodings.device_of(self.src)
+            rows = torch.tensor([self.rows[index[m]] for m in picked], device=device)
             src, dst = (self.dst, self.src) if backwards else (self.src, self.dst)
-            points = xy[picked].to(self.src.device)
-            flows = self.reader.point_flow(src[rows], dst[rows], points)
+            points = xy[picked].to(device)
+            flows = self.reader.point_flow(encodings.take(src, rows), encodings.take(dst, rows), points)
             out[picked] = flows.to(device=xy.device, dtype=torch.float32)
         return out
 
     @property
     def nbytes(self) -> int:
-        return sum(t.numel() * t.element_size() for t in (self.src, self.dst))
+        return encodings.nbytes(self.src) + encodings.nbytes(self.dst)
 
 
 class FramePairs(PairFlows):
@@ -150,6 +154,10 @@ class FlowModel:
     the feature transformer treats its two inputs symmetrically, so ``refine(b, a)`` is
     ``refine(a, b)`` swapped and one refinement serves both directions of a pair. Any other model
     goes through ``flow(src, dst, ...)`` on its input frames.
+
+    ``fine_size`` (H'', W''): a GMRW with the fine-match step computes the step's maps from the
+    frames resized to this instead of ``model_size`` (:meth:`gmrw.models.GMRW.encode_fine`; None:
+    from the same frames as the global match). Raises ValueError for a model without the step.
     """
 
     def __init__(
@@ -161,32 +169,57 @@ class FlowModel:
         window: float | None = None,
         batch: int = 8,
         fallback_device: torch.device | str = "cpu",
+        fine_size: tuple[int, int] | None = None,
     ):
         self.model = model
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.model_size = (int(model_size[0]), int(model_size[1]))
         self.method, self.window, self.batch = method, window, max(1, int(batch))
         self.shared = all(callable(getattr(model, name, None)) for name in ("encode", "refine", "point_flow"))
+        self.fine_size = None if fine_size is None else (int(fine_size[0]), int(fine_size[1]))
+        if self.fine_size is not None and (not self.shared or getattr(model, "fine_features", None) is None):
+            raise ValueError(
+                "fine_size needs a model with the fine-match step (model.net.fine_match); "
+                f"{type(model).__name__} has none"
+            )
         try:
             self.device = next(model.parameters()).device
         except (StopIteration, AttributeError):
             self.device = torch.device(fallback_device)
 
-    def encode(self, frames: torch.Tensor) -> torch.Tensor:
+    def encode(self, frames: torch.Tensor) -> encodings.Encoding:
         """(K, H, W, 3) frames in [0, 255] → what a pair needs of each, along dim 0: encoded
-        features with a GMRW, else the model's input frames (K, 3, H', W')."""
+        features with a GMRW (with ``fine_size``, a
+        :class:`~gmrw.tracking.encodings.TwoSizeEncoding`), else the model's input frames
+        (K, 3, H', W')."""
         x = model_input(frames, self.model_size, self.device)
-        return self.model.encode(x) if self.shared else x
+        if not self.shared:
+            return x
+        if self.fine_size is None:
+            return self.model.encode(x)
+        maps = self.model.encode_fine(model_input(frames, self.fine_size, self.device))
+        return TwoSizeEncoding(self.model.encode_coarse(x), maps.half, maps.full)
+
+    def refine(self, src, dst):
+        """:meth:`encode` outputs of U pairs (GMRW) → the refined pairs, of the same kind."""
+        if isinstance(src, TwoSizeEncoding):
+            refined_src, refined_dst = self.model.refine(src.coarse, dst.coarse)
+            return src._replace(coarse=refined_src), dst._replace(coarse=refined_dst)
+        return self.model.refine(src, dst)
 
     def pairs(self, src, dst, rows: Sequence[int], reverse: Sequence[bool]) -> PairFlows:
         """:meth:`encode` outputs of U pairs → the flows of K requests (pair ``rows[k]``, backwards
         where ``reverse[k]``)."""
         if self.shared:
-            return RefinedPairs(self, *self.model.refine(src, dst), rows, reverse)
+            return RefinedPairs(self, *self.refine(src, dst), rows, reverse)
         return FramePairs(self, src, dst, rows, reverse, self.batch)
 
     def point_flow(self, src, dst, xy: torch.Tensor) -> torch.Tensor:
         """Refined features of M pairs, points (M, N, 2) in the video's pixels → (M, N, 2) flows."""
+        if isinstance(src, TwoSizeEncoding):
+            return self.model.point_flow(
+                src.coarse, dst.coarse, xy, self.method, self.window, self.frame_size, (src.maps, dst.maps)
+            )
         return self.model.point_flow(src, dst, xy, self.method, self.window, self.frame_size)
 
     def dense_flow(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
@@ -208,6 +241,8 @@ class ModelFlows:
         model: a GMRW, or anything with ``flow(src, dst, method=, window=, size=)``.
         model_size: (H', W') of the frames the model sees.
         progress: a tqdm bar, advanced by one per pair refined.
+        fine_size: (H'', W'') of the frames the fine-match step's maps come from (None: those the
+            global match sees); see :class:`FlowModel`.
     """
 
     def __init__(
@@ -219,16 +254,19 @@ class ModelFlows:
         window: float | None = None,
         pair_batch_size: int = 8,
         progress=None,
+        fine_size: tuple[int, int] | None = None,
     ):
         self.video = video
         self.pair_batch_size = max(1, int(pair_batch_size))
         size = (int(video.shape[2]), int(video.shape[3]))
         device = getattr(video, "device", "cpu")
-        self.reader = FlowModel(model, size, model_size, method, window, self.pair_batch_size, device)
+        self.reader = FlowModel(
+            model, size, model_size, method, window, self.pair_batch_size, device, fine_size
+        )
         self.progress = progress
         self.refined = 0  # pairs refined so far (tests check nothing is computed twice)
-        self._recent: OrderedDict[tuple[int, int], torch.Tensor] = OrderedDict()
-        self._kept: dict[tuple[int, int], torch.Tensor] = {}
+        self._recent: OrderedDict[tuple[int, int], encodings.Encoding] = OrderedDict()
+        self._kept: dict[tuple[int, int], encodings.Encoding] = {}
         self._to_keep: set[tuple[int, int]] = set()
         self._keep_bytes = 0
 
@@ -247,17 +285,17 @@ class ModelFlows:
             device = getattr(self.video, "device", torch.device("cpu"))
             encoded = self.reader.encode(self.video[videos.to(device), times.to(device)])
             for k, frame in enumerate(missing):
-                one = encoded[k : k + 1]
-                size = one.numel() * one.element_size()
-                held = sum(e.numel() * e.element_size() for e in self._kept.values())
+                one = encodings.take(encoded, slice(k, k + 1))
+                size = encodings.nbytes(one)
+                held = sum(encodings.nbytes(e) for e in self._kept.values())
                 if frame in self._to_keep and held + size <= self._keep_bytes:
-                    self._kept[frame] = one.clone()  # not a view that would keep its whole batch
+                    self._kept[frame] = encodings.clone(one)  # not a view that would keep its whole batch
                 else:
                     self._recent[frame] = one
         for frame in frames:
             if frame in self._recent:
                 self._recent.move_to_end(frame)
-        out = torch.cat([self._kept[f] if f in self._kept else self._recent[f] for f in frames])
+        out = encodings.cat([self._kept[f] if f in self._kept else self._recent[f] for f in frames])
         while len(self._recent) > self.pair_batch_size + 2:
             self._recent.popitem(last=False)
         return out
@@ -278,10 +316,10 @@ class ModelFlows:
         for i in range(0, len(keys), self.pair_batch_size):
             chunk = keys[i : i + self.pair_batch_size]
             encoded = self.encodings([(b, s) for b, s, _ in chunk] + [(b, d) for b, _, d in chunk])
-            src_parts.append(encoded[: len(chunk)])
-            dst_parts.append(encoded[len(chunk) :])
-        src = src_parts[0] if len(src_parts) == 1 else torch.cat(src_parts)
-        dst = dst_parts[0] if len(dst_parts) == 1 else torch.cat(dst_parts)
+            src_parts.append(encodings.take(encoded, slice(None, len(chunk))))
+            dst_parts.append(encodings.take(encoded, slice(len(chunk), None)))
+        src = src_parts[0] if len(src_parts) == 1 else encodings.cat(src_parts)
+        dst = dst_parts[0] if len(dst_parts) == 1 else encodings.cat(dst_parts)
         flows = self._refine(src, dst, rows, reverse)
         self.refined += len(keys)
         if self.progress is not None:
@@ -294,10 +332,14 @@ class ModelFlows:
         """Refinement ``pair_batch_size`` pairs per model call (the transformer's memory), as one
         :class:`PairFlows`."""
         step = self.pair_batch_size
-        if not self.reader.shared or len(src) <= step:
+        count = encodings.num_rows(src)
+        if not self.reader.shared or count <= step:
             return self.reader.pairs(src, dst, rows, reverse)
         refined = [
-            self.reader.model.refine(src[i : i + step], dst[i : i + step]) for i in range(0, len(src), step)
+            self.reader.refine(
+                encodings.take(src, slice(i, i + step)), encodings.take(dst, slice(i, i + step))
+            )
+            for i in range(0, count, step)
         ]
-        both = [torch.cat([part[j] for part in refined]) for j in (0, 1)]
+        both = [encodings.cat([part[j] for part in refined]) for j in (0, 1)]
         return RefinedPairs(self.reader, both[0], both[1], rows, reverse)

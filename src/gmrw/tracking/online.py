@@ -32,6 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from gmrw.tracking import encodings
+from gmrw.tracking.encodings import Encoding
 from gmrw.tracking.flows import FlowModel, PairFlows
 from gmrw.tracking.inputs import as_points, check_frame, check_queries
 from gmrw.tracking.modes import CONSISTENCY_THRESHOLD, forward_step, inside
@@ -60,8 +62,8 @@ class OnlineSession:
         self._start = torch.zeros(0, 2)  # (N, 2) (x, y) at the query frame
         self._positions = torch.zeros(0, 2)  # (N, 2) (x, y) at frame t, NaN before the query frame
         self._visible = torch.zeros(0, dtype=torch.bool)  # (N,) at frame t
-        self._previous: torch.Tensor | None = None  # the latest frame, encoded
-        self._anchors: dict[int, torch.Tensor] = {}  # direct mode: query frame → its encoding
+        self._previous: Encoding | None = None  # the latest frame, encoded
+        self._anchors: dict[int, Encoding] = {}  # direct mode: query frame → its encoding
 
     @property
     def num_queries(self) -> int:
@@ -146,7 +148,7 @@ class OnlineSession:
         held = [self._queries, self._start, self._positions, self._visible, *self._anchors.values()]
         if self._previous is not None:
             held.append(self._previous)
-        return sum(t.numel() * t.element_size() for t in held)
+        return sum(encodings.nbytes(t) for t in held)
 
     # ----------------------------------------------------------------------------- internals
     def _begin(self, size: tuple[int, int]) -> None:
@@ -155,7 +157,14 @@ class OnlineSession:
         self.size = size
         options = self.options
         model_size = options.model_size(*size)
-        self._reader = FlowModel(self.model, size, model_size, options.method, options.window)
+        self._reader = FlowModel(
+            self.model,
+            size,
+            model_size,
+            options.method,
+            options.window,
+            fine_size=options.fine_model_size(*size),
+        )
 
     def _check_inside(self, rows: torch.Tensor, size: tuple[int, int] | None = None) -> None:
         height, width = size or self.size
@@ -163,13 +172,13 @@ class OnlineSession:
             last = int(rows[:, 0].max()) + 1
             check_queries(rows[None], last, height, width, 1)
 
-    def _start_points(self, index: torch.Tensor, encoded: torch.Tensor) -> None:
+    def _start_points(self, index: torch.Tensor, encoded: Encoding) -> None:
         self._positions[index] = self._start[index]
         self._visible[index] = True
         if self.options.mode == "direct":
             self._anchors[int(self._queries[index[0], 0])] = encoded
 
-    def _chained_step(self, encoded: torch.Tensor, active: torch.Tensor) -> None:
+    def _chained_step(self, encoded: Encoding, active: torch.Tensor) -> None:
         if not active.any():
             return
         # One pair, read forward (request 0) and backward (request 1) from the one refinement.
@@ -183,12 +192,12 @@ class OnlineSession:
         self._positions[active] = moved[0]
         self._visible[active] = inside(moved[0], *self.size) & consistent[0]
 
-    def _direct_step(self, encoded: torch.Tensor, active: torch.Tensor) -> None:
+    def _direct_step(self, encoded: Encoding, active: torch.Tensor) -> None:
         anchors = sorted(f for f in self._anchors if (active & (self._queries[:, 0] == f)).any())
         if not anchors:
             return
-        sources = torch.cat([self._anchors[f] for f in anchors])
-        targets = encoded.repeat(len(anchors), *[1] * (encoded.ndim - 1))
+        sources = encodings.cat([self._anchors[f] for f in anchors])
+        targets = encodings.repeat_rows(encoded, len(anchors))
         flows = self._reader.pairs(sources, targets, list(range(len(anchors))), [False] * len(anchors))
         for k, f in enumerate(anchors):
             members = torch.nonzero(self._queries[:, 0] == f).squeeze(1)

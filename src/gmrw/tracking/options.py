@@ -35,7 +35,15 @@ class TrackingOptions:
     outside the frame are occluded, the paper's rule; chained mode always checks each step's
     forward–backward consistency, at 3 px); chained_candidate (direct mode only): also move each
     point on from its previous frame and keep whichever candidate comes back closer to its query
-    (about twice the pairs; :func:`gmrw.tracking.modes.direct_tracks_with_chained_candidate`).
+    (about twice the pairs; :func:`gmrw.tracking.modes.direct_tracks_with_chained_candidate`);
+    round_trip_correction (direct mode with ``round_trip``): move each match back by half of its
+    round trip's miss where the round trip passes (:func:`gmrw.tracking.modes.corrected_by_round_trip`:
+    free, the flows back are read anyway);
+    fine_size (models with the fine-match step only): the short side (px) of the frames the step's
+    maps are computed from, when it should differ from the global match's (e.g. the global match
+    at a size the model was trained near, the step at the video's own; 0: the video's own size;
+    None: the global match's frames). The step's maps cost the backbone's first stage a frame, a
+    fraction of the transformer's pairs.
     """
 
     mode: str = "chained"
@@ -45,6 +53,8 @@ class TrackingOptions:
     processing_size: int | None = None
     round_trip: float | None = None
     chained_candidate: bool = False
+    fine_size: int | None = None
+    round_trip_correction: bool = False
 
     def __post_init__(self) -> None:
         check_choice(self.mode, TRACKING_MODES, "tracking mode")
@@ -71,6 +81,20 @@ class TrackingOptions:
             or trip <= 0
         ):
             raise ValueError(f"round_trip must be a positive number of pixels or None, got {trip!r}")
+        fine = self.fine_size
+        if fine is not None and (
+            isinstance(fine, bool) or not isinstance(fine, int) or (fine != 0 and fine < SIZE_MULTIPLE)
+        ):
+            raise ValueError(
+                f"fine_size must be 0 (the video's own size) or an integer of at least {SIZE_MULTIPLE} "
+                f"(pixels), got {fine!r}"
+            )
+        if not isinstance(self.round_trip_correction, bool):
+            raise ValueError(
+                f"round_trip_correction must be true or false, got {self.round_trip_correction!r}"
+            )
+        if self.round_trip_correction and trip is None:
+            raise ValueError("round_trip_correction needs round_trip (the flows back to the query frame)")
         if not isinstance(self.chained_candidate, bool):
             raise ValueError(f"chained_candidate must be true or false, got {self.chained_candidate!r}")
 
@@ -79,6 +103,15 @@ class TrackingOptions:
         if self.processing_size is not None:
             return scaled_size(height, width, short_side=self.processing_size)
         return scaled_size(height, width, scale=self.upsample_factor)
+
+    def fine_model_size(self, height: int, width: int) -> tuple[int, int] | None:
+        """(H'', W'') of the frames the fine-match step's maps come from for a ``height × width``
+        video, or None: from the global match's (:meth:`model_size`)."""
+        if self.fine_size is None:
+            return None
+        if self.fine_size == 0:
+            return scaled_size(height, width, scale=1.0)
+        return scaled_size(height, width, short_side=self.fine_size)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -68,7 +68,8 @@ class Predictor:
         checkpoint: the paper's ``.pth``, one of our ``.ckpt`` files or run directories, an
             already built model, or ``None`` (random weights: for trying things out only).
         device: ``"auto"`` (a GPU if one is visible), ``"cpu"``, ``"cuda:1"``, ...
-        mode, method, window, upsample_factor, processing_size, round_trip, chained_candidate: how to track, as
+        mode, method, window, upsample_factor, processing_size, round_trip, chained_candidate,
+            fine_size, round_trip_correction: how to track, as
             :func:`gmrw.track`; ``None`` takes the model's own defaults (our checkpoints record
             how their model tracks best; the paper's weights, the paper's setting), else the
             library's. ``processing_size`` is the short side of the frames the model sees (0: the
@@ -94,6 +95,8 @@ class Predictor:
         processing_size: int | None = None,
         round_trip: float | None = None,
         chained_candidate: bool | None = None,
+        fine_size: int | None = None,
+        round_trip_correction: bool | None = None,
         pair_batch_size: int = 8,
         progress: bool = False,
         flush_denormals: bool = True,
@@ -120,6 +123,8 @@ class Predictor:
             processing_size=processing_size,
             round_trip=round_trip,
             chained_candidate=chained_candidate,
+            fine_size=fine_size,
+            round_trip_correction=round_trip_correction,
         )
         self.pair_batch_size = pair_batch_size
         self.progress = progress
