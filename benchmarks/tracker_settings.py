@@ -7,6 +7,10 @@ from the previous frame, ``chained_candidate``) and ``+correct`` (``round_trip_c
 the fine-match step's maps are computed at (``fine_size``; 0: the video's own); ROUND_TRIP direct
 mode's round-trip occlusion check in px (``-`` for none); METHOD the flow read-out, with its WINDOW
 in feature cells. No ``--setting`` means the checkpoint's own tracking defaults.
+
+A direct MODE is complete: ``direct`` scores neither the candidate nor the correction, even for a
+checkpoint that records them (so one string names one tracking on every checkpoint); FINE,
+ROUND_TRIP, METHOD and WINDOW left out take the checkpoint's own.
 """
 
 from __future__ import annotations
@@ -21,9 +25,10 @@ SETTING_FORMAT = "MODE@SIZE[/FINE][@ROUND_TRIP[@METHOD[:WINDOW]]]"
 
 def parse_setting(text: str) -> dict:
     """``"direct@128@8@weighted_argmax:3"`` → ``{"mode": "direct", "processing_size": 128,
-    "round_trip": 8.0, "method": "weighted_argmax", "window": 3.0}`` (``"direct+chain@…"`` adds
-    ``"chained_candidate": True``, ``"+correct"`` ``"round_trip_correction": True``,
-    ``"direct@160/256"`` ``"fine_size": 256``); ValueError naming the format."""
+    "chained_candidate": False, "round_trip_correction": False, "round_trip": 8.0,
+    "method": "weighted_argmax", "window": 3.0}`` (``"direct+chain@…"``: ``"chained_candidate":
+    True``, ``"+correct"``: ``"round_trip_correction": True``, ``"direct@160/256"`` adds
+    ``"fine_size": 256``); ValueError naming the format."""
     parts = text.split("@")
     problem = f"--setting {text!r} is not {SETTING_FORMAT} (e.g. chained@256, direct@128@8@weighted_argmax:3, direct+chain@160/256@16)"
     size, slash, fine = parts[1].partition("/") if len(parts) > 1 else ("", "", "")
@@ -35,10 +40,11 @@ def parse_setting(text: str) -> dict:
     options: dict = {"mode": mode, "processing_size": int(size)}
     if slash:
         options["fine_size"] = int(fine)
-    if "chain" in extras:
-        options["chained_candidate"] = True
-    if "correct" in extras:
-        options["round_trip_correction"] = True
+    if mode == "direct":
+        options["chained_candidate"] = "chain" in extras
+        options["round_trip_correction"] = "correct" in extras
+    elif extras:
+        raise ValueError(problem)  # the candidate and the correction are direct mode's
     try:
         if len(parts) > 2 and parts[2] != "-":
             options["round_trip"] = float(parts[2])

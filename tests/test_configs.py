@@ -37,6 +37,24 @@ def test_experiment_composes(experiment, tmp_path):
     TrackingOptions(**{**recorded, **model.get("validation_tracking", {})})
 
 
+def test_the_long_recipe_tracks_as_it_was_measured(tmp_path):
+    """synthetic_long inherits synthetic.yaml: a change made there for make train's checkpoint must
+    not move the tracking the long recipe's published figures were measured with
+    (docs/precision.md, "Processing at 256 px")."""
+    cfg = compose_train(["experiment=synthetic_long"], tmp_path)
+    assert OmegaConf.to_container(cfg.model.tracking, resolve=True) == {
+        "mode": "direct",
+        "method": "weighted_argmax",
+        "window": 2,
+        "upsample_factor": 1,
+        "processing_size": 256,
+        "round_trip": 8,
+        "chained_candidate": True,
+        "fine_size": None,
+        "round_trip_correction": False,
+    }
+
+
 @pytest.mark.parametrize(("group", "option"), GROUP_OPTIONS)
 def test_group_option_composes(group, option, tmp_path):
     cfg = compose_train([f"{group}={option}"], tmp_path)

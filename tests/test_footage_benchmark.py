@@ -164,9 +164,12 @@ def test_read_clip_unpacks_gzip(bench, tmp_path):
 def test_setting_strings(bench):
     parse = bench.settings.parse_setting
     assert parse("chained@256") == {"mode": "chained", "processing_size": 256}
+    # A direct MODE says whether the candidate and the correction are on, whatever a checkpoint records.
+    plain = {"chained_candidate": False, "round_trip_correction": False}
     assert parse("direct@128@-@weighted_argmax:3") == {
         "mode": "direct",
         "processing_size": 128,
+        **plain,
         "method": "weighted_argmax",
         "window": 3.0,
     }
@@ -174,6 +177,7 @@ def test_setting_strings(bench):
         "mode": "direct",
         "processing_size": 160,
         "round_trip": 16.0,
+        **plain,
         "chained_candidate": True,
     }
     assert parse("direct+chain@160/256@16") == {
@@ -181,6 +185,7 @@ def test_setting_strings(bench):
         "processing_size": 160,
         "fine_size": 256,
         "round_trip": 16.0,
+        **plain,
         "chained_candidate": True,
     }
     assert parse("direct@256/0")["fine_size"] == 0  # the fine step at the video's own size
@@ -189,6 +194,7 @@ def test_setting_strings(bench):
         "mode": "direct",
         "processing_size": 160,
         "round_trip": 16.0,
+        **plain,
         "round_trip_correction": True,
     }
     for bad in (
@@ -200,6 +206,8 @@ def test_setting_strings(bench):
         "direct@128/",
         "direct@128/x",
         "direct+chain+chain@128",
+        "chained+chain@128",
+        "chained+correct@128",
     ):
         with pytest.raises(ValueError, match="MODE@SIZE"):
             parse(bad)
