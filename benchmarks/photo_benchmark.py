@@ -10,7 +10,8 @@ Lucas–Kanade, and any GMRW checkpoints, side by side.
 A checkpoint is tracked with ``gmrw.track``'s defaults for it (what it records) unless
 ``--setting MODE@SIZE[/FINE][@ROUND_TRIP[@METHOD[:WINDOW]]]`` are given (MODE: ``chained``, or
 ``direct`` with ``+chain`` for the chained candidate and ``+correct`` for the round-trip correction,
-each off unless named, whatever the checkpoint records; SIZE: the short side the model sees; FINE: the short side the fine-match step's maps come from, 0 the video's own;
+each off unless named, whatever the checkpoint records; SIZE: the short side the model sees;
+FINE: the short side the fine-match step's maps come from, 0 the video's own;
 ROUND_TRIP: direct mode's round-trip occlusion check in px, ``-`` for none; METHOD: the flow
 read-out, with its window in feature cells). Queries are TAP-Vid "first" mode; metrics as
 gmrw-eval (tapnet's rule), averaged over videos. Needs ``opencv-python-headless`` (a dev
