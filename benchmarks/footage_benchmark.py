@@ -165,7 +165,17 @@ def score(example: dict, tracks: torch.Tensor) -> np.ndarray:
 
 def run_tracker(name: str, clips: list[ClipExamples], fn) -> dict:
     """Score ``fn(example) -> tracks (N, T, 2)`` on every segment; per clip and overall."""
+    from tqdm.auto import tqdm
+
     per_clip = {}
+    # At 256 px a segment takes minutes on one thread: a bar per tracker on stderr.
+    bar = tqdm(
+        total=sum(len(entry.examples) for entry in clips),
+        desc=name if len(name) <= 40 else name[:39] + "…",
+        unit="segment",
+        leave=False,
+        mininterval=0,  # every segment shown: they are minutes apart
+    )
     for entry in clips:
         rows, seconds = [], 0.0
         for example in entry.examples:
@@ -173,6 +183,8 @@ def run_tracker(name: str, clips: list[ClipExamples], fn) -> dict:
             tracks = fn(example)
             seconds += time.perf_counter() - begin
             rows.append(score(example, tracks))
+            bar.set_postfix_str(f"{entry.clip.name} <δavg {rows[-1][-1]:.3f}")
+            bar.update()
         means = np.mean(rows, axis=0)
         per_clip[entry.clip.name] = {
             "delta_avg": round(float(means[-1]), 4),
@@ -180,6 +192,7 @@ def run_tracker(name: str, clips: list[ClipExamples], fn) -> dict:
             "seconds": round(seconds, 2),
             "per_segment_delta_avg": [round(float(r[-1]), 4) for r in rows],
         }
+    bar.close()
     overall_within = np.mean([c["within"] for c in per_clip.values()], axis=0)
     return {
         "tracker": name,

@@ -140,6 +140,26 @@ def test_run_tracker_averages_segments_then_clips(bench):
     assert result["delta_avg"] == pytest.approx((np.mean(one) + one[1]) / 2, abs=1e-4)
 
 
+def test_run_tracker_shows_progress_on_stderr(bench, capsys):
+    """A checkpoint takes minutes a segment: each tracker's run shows a bar (segments done, the last
+    segment's score) on stderr, leaving stdout to the tables."""
+    a = shifting_example(bench, (2, 1), seed=0)
+    built = [bench.main.ClipExamples(bench.clips.CLIPS[0], (64, 80), FRAMES, [a, a], [0, 10])]
+    bench.main.run_tracker("identity", built, lambda e: e["target_points"][:, :1].repeat(FRAMES, 1))
+    out, err = capsys.readouterr()
+    assert "2/2" in err and "segment" in err and "<δavg" in err
+    assert out == ""
+
+
+def test_photo_benchmark_shows_progress_on_stderr(monkeypatch, capsys):
+    photo = importlib.import_module("photo_benchmark")
+    monkeypatch.setattr(photo, "score", lambda example, tracks, occluded: np.full(8, example["aj"]))
+    result = photo.run_tracker("fake", [{"aj": 0.25}, {"aj": 0.75}, {"aj": 0.5}], lambda e: (None, None))
+    out, err = capsys.readouterr()
+    assert "3/3" in err and "video" in err and "AJ 0.500" in err
+    assert out == "" and result["per_video_aj"] == [0.25, 0.75, 0.5]
+
+
 def test_segments_stay_inside_shots(bench):
     place = bench.clips.segment_starts
     assert place([0], 100, 24, 2) == [0, 72]
