@@ -40,7 +40,7 @@ def test_experiment_composes(experiment, tmp_path):
 def test_the_long_recipe_tracks_as_it_was_measured(tmp_path):
     """synthetic_long inherits synthetic.yaml: a change made there for make train's checkpoint must
     not move the tracking the long recipe's published figures were measured with
-    (docs/precision.md, "Processing at 256 px")."""
+    (docs/precision.md, "Processing at 256 px" and "The round-trip correction")."""
     cfg = compose_train(["experiment=synthetic_long"], tmp_path)
     assert OmegaConf.to_container(cfg.model.tracking, resolve=True) == {
         "mode": "direct",
@@ -50,8 +50,8 @@ def test_the_long_recipe_tracks_as_it_was_measured(tmp_path):
         "processing_size": 256,
         "round_trip": 8,
         "chained_candidate": True,
-        "fine_size": None,
-        "round_trip_correction": False,
+        "fine_size": 0,
+        "round_trip_correction": True,
     }
 
 
