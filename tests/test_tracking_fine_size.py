@@ -104,6 +104,20 @@ def test_fine_size_needs_the_step_and_a_sane_value():
     assert TrackingOptions(processing_size=160).fine_model_size(256, 256) is None
 
 
+def test_own_size_maps_stop_at_twice_the_global_match():
+    """fine_size=0 on HD video would cost ~25x the global match's encoding a frame for maps whose
+    window no longer spans a coarse cell: the own size stops at twice the processing size."""
+    options = TrackingOptions(processing_size=256, fine_size=0)
+    assert options.fine_model_size(480, 640) == (480, 640)  # under the cap: the video's own
+    assert options.fine_model_size(144, 176) == (144, 176)  # smaller than the global match: own too
+    assert options.fine_model_size(1080, 1920) == (512, 912)  # capped: short side 2 x 256
+    assert options.fine_model_size(1920, 1080) == (912, 512)
+    assert TrackingOptions(processing_size=160, fine_size=0).fine_model_size(1080, 1920) == (320, 568)
+    assert TrackingOptions(upsample_factor=2, fine_size=0).fine_model_size(256, 256) == (256, 256)
+    # an explicit size is the caller's choice, not capped
+    assert TrackingOptions(processing_size=256, fine_size=1080).fine_model_size(1080, 1920) == (1080, 1920)
+
+
 def test_a_checkpoint_can_record_fine_size():
     model = tiny()
     model.tracking_defaults = {"mode": "direct", "processing_size": 32, "fine_size": 64}

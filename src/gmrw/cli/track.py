@@ -190,7 +190,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         metavar="PX",
         help="checkpoints with the fine-match step: short side of the frames its maps come from "
-        "(0: the video's own size; default: the checkpoint's setting, else --resize's)",
+        "(0: the video's own size, at most twice --resize's; default: the checkpoint's setting, else "
+        "--resize's)",
     )
     model.add_argument("--pair-batch-size", type=int, default=8, help="frame pairs per model call")
     model.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")

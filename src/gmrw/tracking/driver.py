@@ -70,7 +70,8 @@ def track(
             its round trip's miss where the round trip passes
             (:func:`~gmrw.tracking.modes.corrected_by_round_trip`).
         fine_size: with a model that has the fine-match step, the short side (px) of the frames
-            its maps are computed from (0: the video's own size; None: those of the global match).
+            its maps are computed from (0: the video's own size, its short side at most twice the
+            global match's; None: those of the global match).
         method / window: the flow read-out (``"weighted_sum"``, ``"argmax"``,
             ``"weighted_argmax"`` with ``window`` in feature cells).
         pair_batch_size: frame pairs per model call (memory vs. speed).

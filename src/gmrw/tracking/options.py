@@ -22,6 +22,14 @@ from typing import Any
 from gmrw.choices import TRACKING_MODES, check_choice, check_flow_method
 from gmrw.tracking.frames import SIZE_MULTIPLE, scaled_size
 
+# fine_size=0 (the video's own size) stops at this multiple of the global match's short side. There
+# the step's ±3-cell half-resolution window (±6 px of its frames) reaches ±3/4 of a coarse cell (4 px
+# of the global match's frames, 4·scale of the step's) and, further up, less and less of a coarse
+# miss, while the maps' cost grows with the pixels: 21 s a 1080p frame on one thread against 0.8 s
+# for the global match's encoding at 256 px (an AMD EPYC core shared with another job). The long
+# recipe's maps at 1.9x (640x480 footage at 256 px) were its best measured (docs/results.md).
+FINE_OWN_SIZE_MAX_SCALE = 2
+
 
 @dataclass(frozen=True)
 class TrackingOptions:
@@ -41,8 +49,9 @@ class TrackingOptions:
     free, the flows back are read anyway);
     fine_size (models with the fine-match step only): the short side (px) of the frames the step's
     maps are computed from, when it should differ from the global match's (e.g. the global match
-    at a size the model was trained near, the step at the video's own; 0: the video's own size;
-    None: the global match's frames). The step's maps cost the backbone's first stage a frame, a
+    at a size the model was trained near, the step at the video's own; 0: the video's own size,
+    its short side at most twice the global match's: :data:`FINE_OWN_SIZE_MAX_SCALE`; None: the
+    global match's frames). The step's maps cost the backbone's first stage a frame, a
     fraction of the transformer's pairs.
     """
 
@@ -106,10 +115,14 @@ class TrackingOptions:
 
     def fine_model_size(self, height: int, width: int) -> tuple[int, int] | None:
         """(H'', W'') of the frames the fine-match step's maps come from for a ``height × width``
-        video, or None: from the global match's (:meth:`model_size`)."""
+        video, or None: from the global match's (:meth:`model_size`). ``fine_size=0``: the video's
+        own size, its short side at most ``FINE_OWN_SIZE_MAX_SCALE`` times the global match's."""
         if self.fine_size is None:
             return None
         if self.fine_size == 0:
+            cap = FINE_OWN_SIZE_MAX_SCALE * min(self.model_size(height, width))
+            if min(height, width) > cap:
+                return scaled_size(height, width, short_side=cap)
             return scaled_size(height, width, scale=1.0)
         return scaled_size(height, width, short_side=self.fine_size)
 
