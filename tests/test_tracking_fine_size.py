@@ -105,8 +105,8 @@ def test_fine_size_needs_the_step_and_a_sane_value():
 
 
 def test_own_size_maps_stop_at_twice_the_global_match():
-    """fine_size=0 on HD video would cost ~25x the global match's encoding a frame for maps whose
-    window no longer spans a coarse cell: the own size stops at twice the processing size."""
+    """fine_size=0 on HD video would cost ~17x the global match's encoding a frame for maps whose
+    window reaches ever less of a coarse miss: the own size stops at twice the processing size."""
     options = TrackingOptions(processing_size=256, fine_size=0)
     assert options.fine_model_size(480, 640) == (480, 640)  # under the cap: the video's own
     assert options.fine_model_size(144, 176) == (144, 176)  # smaller than the global match: own too

@@ -25,9 +25,10 @@ from gmrw.tracking.frames import SIZE_MULTIPLE, scaled_size
 # fine_size=0 (the video's own size) stops at this multiple of the global match's short side. There
 # the step's ±3-cell half-resolution window (±6 px of its frames) reaches ±3/4 of a coarse cell (4 px
 # of the global match's frames, 4·scale of the step's) and, further up, less and less of a coarse
-# miss, while the maps' cost grows with the pixels: 21 s a 1080p frame on one thread against 0.8 s
-# for the global match's encoding at 256 px (an AMD EPYC core shared with another job). The long
-# recipe's maps at 1.9x (640x480 footage at 256 px) were its best measured (docs/results.md).
+# miss, while the maps' cost grows with the pixels: on one AMD EPYC thread 7.5 s and 190 MiB a 1080p
+# frame at its own size, 1.2 s and 43 MiB at the cap (512x912), against 0.43 s for the global
+# match's encoding at 256 px. The long recipe's maps at 1.9x (640x480 footage at 256 px) were its
+# best measured (docs/results.md).
 FINE_OWN_SIZE_MAX_SCALE = 2
 
 
