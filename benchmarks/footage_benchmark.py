@@ -49,7 +49,7 @@ from footage_clips import (
     shot_starts,
 )
 from lk_ground_truth import VerifyRules, verified_example
-from tracker_settings import add_tracker_arguments, parsed_trackers, tracker_label
+from tracker_settings import add_tracker_arguments, parsed_trackers, tracker_label, tracker_progress
 
 from gmrw.metrics import THRESHOLDS, compute_tapvid_metrics
 
@@ -165,17 +165,8 @@ def score(example: dict, tracks: torch.Tensor) -> np.ndarray:
 
 def run_tracker(name: str, clips: list[ClipExamples], fn) -> dict:
     """Score ``fn(example) -> tracks (N, T, 2)`` on every segment; per clip and overall."""
-    from tqdm.auto import tqdm
-
     per_clip = {}
-    # At 256 px a segment takes minutes on one thread: a bar per tracker on stderr.
-    bar = tqdm(
-        total=sum(len(entry.examples) for entry in clips),
-        desc=name if len(name) <= 40 else name[:39] + "…",
-        unit="segment",
-        leave=False,
-        mininterval=0,  # every segment shown: they are minutes apart
-    )
+    bar = tracker_progress(name, "segment", total=sum(len(entry.examples) for entry in clips))
     for entry in clips:
         rows, seconds = [], 0.0
         for example in entry.examples:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tracker_settings import add_tracker_arguments, parsed_trackers, tracker_label
+from tracker_settings import add_tracker_arguments, parsed_trackers, tracker_label, tracker_progress
 
 
 def score(example: dict, tracks: torch.Tensor, occluded: torch.Tensor) -> np.ndarray:
@@ -50,14 +50,9 @@ def score(example: dict, tracks: torch.Tensor, occluded: torch.Tensor) -> np.nda
 
 
 def run_tracker(name: str, examples: list[dict], fn) -> dict:
-    from tqdm.auto import tqdm
-
     rows, start = [], time.perf_counter()
-    # A checkpoint at 256 px takes minutes a video on one thread: a bar per tracker (stderr), with
-    # the running mean AJ, says where a run is and whether it is worth waiting for.
-    bar = tqdm(
-        examples, desc=name if len(name) <= 40 else name[:39] + "…", unit="video", leave=False, mininterval=0
-    )
+    # the running mean AJ says where a run is and whether it is worth waiting for
+    bar = tracker_progress(name, "video", examples)
     for example in bar:
         tracks, occluded = fn(example)
         rows.append(score(example, tracks, occluded))

@@ -1,6 +1,7 @@
 """The checkpoints and ``--setting`` strings the benchmarks take (photo_benchmark.py,
 footage_benchmark.py): a checkpoint argument → its file, ``MODE@SIZE[/FINE][@ROUND_TRIP[@METHOD[:WINDOW]]]``
-→ :func:`gmrw.track` options, and resolved options → a table row's name.
+→ :func:`gmrw.track` options, resolved options → a table row's name, and the progress bar of a
+tracker's run.
 
 MODE is ``chained`` or ``direct``, the latter optionally with ``+chain`` (the candidate chained
 from the previous frame, ``chained_candidate``) and ``+correct`` (``round_trip_correction``); SIZE is the short side the model sees; FINE the short side
@@ -112,3 +113,13 @@ def tracker_label(checkpoint: Path, resolved) -> str:
         mode += " + chained candidate" if resolved.chained_candidate else ""
         mode += " + round-trip correction" if resolved.round_trip_correction else ""
     return f"GMRW {checkpoint.name} ({mode}, {scale}{trip}{readout})"
+
+
+def tracker_progress(name: str, unit: str, iterable=None, total: int | None = None):
+    """A tqdm bar on stderr for one tracker's run over a benchmark's ``unit``s (videos, segments):
+    ``name`` cut to 40 characters, every item shown (a checkpoint at 256 px takes minutes an item,
+    one thread), cleared when done so stdout's tables stay the record."""
+    from tqdm.auto import tqdm
+
+    desc = name if len(name) <= 40 else name[:39] + "…"
+    return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, mininterval=0)
