@@ -37,11 +37,15 @@ def test_experiment_composes(experiment, tmp_path):
     TrackingOptions(**{**recorded, **model.get("validation_tracking", {})})
 
 
-def test_the_long_recipe_tracks_as_it_was_measured(tmp_path):
+def test_the_long_recipe_trains_and_tracks_as_it_was_measured(tmp_path):
     """synthetic_long inherits synthetic.yaml: a change made there for make train's checkpoint must
-    not move the tracking the long recipe's published figures were measured with
-    (docs/precision.md, "Processing at 256 px" and "The round-trip correction")."""
+    not move the schedule or the tracking the long recipe's published figures were measured with
+    (docs/precision.md, "The long recipe with the step", "Processing at 256 px" and "The round-trip
+    correction"); make train's learning rate has already moved away from it."""
     cfg = compose_train(["experiment=synthetic_long"], tmp_path)
+    short = compose_train(["experiment=synthetic"], tmp_path)
+    assert cfg.model.optimizer.lr == 4e-4 != short.model.optimizer.lr
+    assert cfg.model.optimizer.decay == "cosine" and cfg.model.optimizer.warmup_steps == 20
     assert OmegaConf.to_container(cfg.model.tracking, resolve=True) == {
         "mode": "direct",
         "method": "weighted_argmax",
