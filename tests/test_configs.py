@@ -41,11 +41,15 @@ def test_the_long_recipe_trains_and_tracks_as_it_was_measured(tmp_path):
     """synthetic_long inherits synthetic.yaml: a change made there for make train's checkpoint must
     not move the schedule or the tracking the long recipe's published figures were measured with
     (docs/precision.md, "The long recipe with the step", "Processing at 256 px" and "The round-trip
-    correction"); make train's learning rate has already moved away from it."""
+    correction"); make train's learning rate, batch and schedule have already moved away from it."""
     cfg = compose_train(["experiment=synthetic_long"], tmp_path)
     short = compose_train(["experiment=synthetic"], tmp_path)
     assert cfg.model.optimizer.lr == 4e-4 != short.model.optimizer.lr
     assert cfg.model.optimizer.decay == "cosine" and cfg.model.optimizer.warmup_steps == 20
+    assert cfg.data.batch_size == 2 != short.data.batch_size
+    assert cfg.trainer.max_steps == 2000 and cfg.trainer.val_check_interval == 500
+    curriculum = cfg.model.smoothness_curriculum
+    assert (curriculum.start_step, curriculum.end_step) == (770, 1310)
     assert OmegaConf.to_container(cfg.model.tracking, resolve=True) == {
         "mode": "direct",
         "method": "weighted_argmax",
