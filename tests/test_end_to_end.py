@@ -63,7 +63,7 @@ def test_train_then_evaluate_then_track(tmp_path):
         "window": 2,
         "upsample_factor": 1,
         "processing_size": 64,
-        "round_trip": 16,
+        "round_trip": 12,
         "chained_candidate": True,
         "fine_size": 256,
         "round_trip_correction": True,
