@@ -22,6 +22,10 @@ after a warm-up) and gives each video its floor: pairs × refinement + frames ×
 of the model alone, before any matching or tracking. ``--no-track`` prints only the floors.
 
     taskset -c 0 env OMP_NUM_THREADS=1 python benchmarks/bench_photo_speed.py --videos 16 --floor --no-track
+
+``--precision bf16`` (or ``auto``) tracks with the encoder and transformer under bfloat16 autocast
+(``gmrw.track``'s ``precision``; the floor's stages are then timed under it too): fast on CPUs
+with AMX, far slower on x86 cores without (the figures say which this one is).
 """
 
 from __future__ import annotations
@@ -45,10 +49,13 @@ def median_cpu_seconds(fn, repeats: int = 3) -> float:
     return statistics.median(times)
 
 
-def stage_costs(model: torch.nn.Module, size: tuple[int, int]) -> dict:
-    """GFLOP and CPU seconds of encoding one frame and refining one pair of (H', W') = ``size``."""
+def stage_costs(model: torch.nn.Module, size: tuple[int, int], dtype: torch.dtype | None = None) -> dict:
+    """GFLOP and CPU seconds of encoding one frame and refining one pair of (H', W') = ``size``
+    (timed under autocast to ``dtype``, if given)."""
     from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
+
+    from gmrw.tracking.precision import reduced_precision
 
     frames = torch.rand(2, 3, *size) * 255
     with torch.no_grad():
@@ -59,11 +66,14 @@ def stage_costs(model: torch.nn.Module, size: tuple[int, int]) -> dict:
             model.encode(frames[:1])
         with FlopCounterMode(display=False) as refine_flops, sdpa_kernel(SDPBackend.MATH):
             model.refine(one, other)
+        with reduced_precision("cpu", dtype):
+            encode_s = median_cpu_seconds(lambda: model.encode(frames)) / 2
+            refine_s = median_cpu_seconds(lambda: model.refine(one, other))
         return {
             "encode_gflop": round(encode_flops.get_total_flops() / 1e9, 2),
             "refine_gflop": round(refine_flops.get_total_flops() / 1e9, 2),
-            "encode_cpu_s": round(median_cpu_seconds(lambda: model.encode(frames)) / 2, 4),
-            "refine_cpu_s": round(median_cpu_seconds(lambda: model.refine(one, other)), 4),
+            "encode_cpu_s": round(encode_s, 4),
+            "refine_cpu_s": round(refine_s, 4),
         }
 
 
@@ -100,6 +110,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--floor", action="store_true", help="also each video's floor (model FLOPs, seconds)")
     parser.add_argument("--no-track", action="store_true", help="with --floor: the floors only")
+    parser.add_argument(
+        "--precision", choices=("fp32", "bf16", "auto"), default="fp32", help="gmrw.track's precision"
+    )
     args = parser.parse_args(argv)
 
     import gmrw
@@ -120,6 +133,8 @@ def main(argv: list[str] | None = None) -> dict:
         }
         if args.mode == "direct":
             options["round_trip"] = 16.0
+    if args.precision != "fp32":  # versions before the option have only fp32
+        options["precision"] = args.precision
     dataset = PhotoTapVidDataset(num_videos=args.videos, seed=args.seed)
     costs = None
     rows = []
@@ -132,7 +147,10 @@ def main(argv: list[str] | None = None) -> dict:
             from gmrw.tracking.modes import count_pairs
 
             if costs is None:
-                costs = stage_costs(model, scaled_size(*video.shape[2:4], args.size))
+                from gmrw.tracking.precision import compute_dtype
+
+                dtype = compute_dtype(args.precision, "cpu")
+                costs = stage_costs(model, scaled_size(*video.shape[2:4], args.size), dtype)
                 print(json.dumps(costs), flush=True)
             pairs, frames = count_pairs(args.mode, queries, video.shape[1]), video.shape[1]
             row["pairs"] = pairs
@@ -150,7 +168,8 @@ def main(argv: list[str] | None = None) -> dict:
     result["videos"] = rows
     summary = ", ".join(f"{k[5:]} {v}" for k, v in result.items() if k.startswith("mean_"))
     print(
-        f"{args.videos} videos, {args.mode} @ {args.size} px, {result['threads']} thread(s), a video: {summary}"
+        f"{args.videos} videos, {args.mode} @ {args.size} px, {args.precision}, {result['threads']} thread(s), "
+        f"a video: {summary}"
     )
     if args.json:
         with open(args.json, "w") as f:

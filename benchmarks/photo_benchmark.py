@@ -87,6 +87,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
         default="on",
         help="checkpoints with the fine-match step: track with it (on), with the coarse match only (off), or both",
     )
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help="the encoder's and transformer's arithmetic (gmrw.track's precision; bf16 pays on AMX CPUs)",
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     if not 0 <= args.start < args.videos:
@@ -126,9 +132,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
             label = tracker_label(path, gmrw.tracking.resolve_options(model, **options))
             if fine_on is not None:  # "GMRW name (…)" → "GMRW name (…, fine step)"
                 label = label[:-1] + (", fine step)" if fine_on else ", coarse only)")
+            if args.precision != "fp32":
+                label = label[:-1] + f", {args.precision})"
 
             def fn(e, options=options, model=model):
-                tracks, occluded = gmrw.track(model, e["video"][None], e["query_points"][None], **options)
+                tracks, occluded = gmrw.track(
+                    model, e["video"][None], e["query_points"][None], precision=args.precision, **options
+                )
                 return tracks[0], occluded[0]
 
             results.append(run_tracker(label, examples, fn))

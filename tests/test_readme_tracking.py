@@ -74,7 +74,7 @@ def test_quick_start_gmrw_track_lines_run_as_written(stand_ins, capsys):
 
 def test_tracking_page_python_runs_as_written(stand_ins):
     code = blocks(TRACKING_PAGE.read_text(), "python")
-    assert len(code) == 4, "the Predictor, online, dense and model snippets"
+    assert len(code) == 5, "the Predictor, online, dense, precision and model snippets"
     namespace: dict = {}
     for block in code:
         exec(compile(block, "docs/tracking.md", "exec"), namespace)
@@ -84,6 +84,12 @@ def test_tracking_page_python_runs_as_written(stand_ins):
         if "dense=4" in block:
             assert namespace["grid"].shape == (36, 52, FRAMES, 2)
             assert torch.equal(namespace["grid"][3, 5, 0], torch.tensor([20.0, 12.0]))
+        if "precision=" in block:
+            assert namespace["fast"].precision in ("fp32", "bf16") and namespace["tracks"].shape == (
+                100,
+                FRAMES,
+                2,
+            )
     # the model underneath: 64×64 frames, 16×16 cells
     assert namespace["P"].shape == (1, 256, 256)
     assert torch.allclose(namespace["P"].sum(-1), torch.ones(1, 256), atol=1e-5)
@@ -94,8 +100,8 @@ def test_tracking_page_python_runs_as_written(stand_ins):
 
 def test_tracking_page_gmrw_track_lines_run_as_written(stand_ins, capsys):
     argvs = commands(TRACKING_PAGE.read_text(), "gmrw-track")
-    assert len(argvs) == 5
-    assert run_gmrw_track_lines(argvs, capsys) >= 4
+    assert len(argvs) == 6
+    assert run_gmrw_track_lines(argvs, capsys) >= 5
     dense = np.load(stand_ins / "clip.dense.npz")
     assert dense["tracks"].dtype == np.float16 and int(dense["query_frame"]) == 10
     assert (stand_ins / "clip.tracks.mp4").is_file()

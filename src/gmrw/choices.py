@@ -32,6 +32,8 @@ TAPVID_FORMATS = (
 )
 #: Every dataset format ``gmrw-data check`` / ``tiny`` know: the training sets and the TAP-Vid ones.
 DATASET_FORMATS = ("kubric", "kinetics", *TAPVID_FORMATS)
+#: The arithmetic of the model's encoder and transformer while tracking (:mod:`gmrw.tracking.precision`).
+TRACKING_PRECISIONS = ("fp32", "bf16", "auto")
 #: The learning rate after warm-up: constant (the paper's), or a cosine to 0 at the last step.
 LR_DECAYS = ("constant", "cosine")
 

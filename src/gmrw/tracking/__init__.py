@@ -8,7 +8,8 @@ occluded (B, N, T) bool. Coordinates everywhere: ``docs/conventions.md``.
 
 Modules, one job each: ``options`` (how a model tracks), ``inputs`` (checking what callers give),
 ``frames`` (frames and their coordinates), ``flows`` (flows at points, from a model or stored),
-``modes`` (flows → tracks, chained and direct), ``driver`` (:func:`track`), ``predictor``,
+``modes`` (flows → tracks, chained and direct), ``precision`` (float32, or bfloat16 for the
+encoder and transformer), ``driver`` (:func:`track`), ``predictor``,
 ``online``, ``files`` (the npz layouts, a video file to tracks on disk), ``baselines``.
 """
 

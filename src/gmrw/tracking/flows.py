@@ -22,6 +22,7 @@ import torch
 from gmrw.tracking import encodings
 from gmrw.tracking.encodings import TwoSizeEncoding
 from gmrw.tracking.frames import model_input
+from gmrw.tracking.precision import reduced_precision
 
 Pair = tuple[int, int, int]
 
@@ -158,6 +159,12 @@ class FlowModel:
     ``fine_size`` (H'', W''): a GMRW with the fine-match step computes the step's maps from the
     frames resized to this instead of ``model_size`` (:meth:`gmrw.models.GMRW.encode_fine`; None:
     from the same frames as the global match). Raises ValueError for a model without the step.
+
+    ``compute_dtype`` (:func:`gmrw.tracking.precision.compute_dtype`): with a dtype, a GMRW's
+    global-match encoder and transformer run under autocast to it and their outputs come back in
+    float32; the fine-match step's maps are then computed apart, in float32 (a second pass of the
+    backbone's first stage), so the sub-cell step and every read-out stay float32. Any other model's
+    ``flow`` runs wholly under the autocast.
     """
 
     def __init__(
@@ -170,8 +177,10 @@ class FlowModel:
         batch: int = 8,
         fallback_device: torch.device | str = "cpu",
         fine_size: tuple[int, int] | None = None,
+        compute_dtype: torch.dtype | None = None,
     ):
         self.model = model
+        self.compute_dtype = compute_dtype
         self.frame_size = (int(frame_size[0]), int(frame_size[1]))
         self.model_size = (int(model_size[0]), int(model_size[1]))
         self.method, self.window, self.batch = method, window, max(1, int(batch))
@@ -195,17 +204,32 @@ class FlowModel:
         x = model_input(frames, self.model_size, self.device)
         if not self.shared:
             return x
-        if self.fine_size is None:
-            return self.model.encode(x)
-        maps = self.model.encode_fine(model_input(frames, self.fine_size, self.device))
-        return TwoSizeEncoding(self.model.encode_coarse(x), maps.half, maps.full)
+        if self.compute_dtype is None:
+            if self.fine_size is None:
+                return self.model.encode(x)
+            coarse = self.model.encode_coarse(x)
+        else:
+            with reduced_precision(self.device, self.compute_dtype):
+                coarse = self.model.encode_coarse(x).float()
+            if getattr(self.model, "fine_features", None) is None:
+                return coarse
+        fine_frames = x if self.fine_size is None else model_input(frames, self.fine_size, self.device)
+        maps = self.model.encode_fine(fine_frames)
+        return TwoSizeEncoding(coarse, maps.half, maps.full)
 
     def refine(self, src, dst):
         """:meth:`encode` outputs of U pairs (GMRW) → the refined pairs, of the same kind."""
         if isinstance(src, TwoSizeEncoding):
-            refined_src, refined_dst = self.model.refine(src.coarse, dst.coarse)
+            refined_src, refined_dst = self._transform(src.coarse, dst.coarse)
             return src._replace(coarse=refined_src), dst._replace(coarse=refined_dst)
-        return self.model.refine(src, dst)
+        return self._transform(src, dst)
+
+    def _transform(self, src: torch.Tensor, dst: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.compute_dtype is None:
+            return self.model.refine(src, dst)
+        with reduced_precision(self.device, self.compute_dtype):
+            refined = self.model.refine(src, dst)
+        return refined[0].float(), refined[1].float()
 
     def pairs(self, src, dst, rows: Sequence[int], reverse: Sequence[bool]) -> PairFlows:
         """:meth:`encode` outputs of U pairs → the flows of K requests (pair ``rows[k]``, backwards
@@ -224,7 +248,9 @@ class FlowModel:
 
     def dense_flow(self, src: torch.Tensor, dst: torch.Tensor) -> torch.Tensor:
         """Input frames (M, 3, H', W') ×2 → (M, 2, H, W) flows through ``model.flow``."""
-        return self.model.flow(src, dst, method=self.method, window=self.window, size=self.frame_size)
+        with reduced_precision(self.device, self.compute_dtype):
+            flows = self.model.flow(src, dst, method=self.method, window=self.window, size=self.frame_size)
+        return flows.float()
 
 
 class ModelFlows:
@@ -243,6 +269,8 @@ class ModelFlows:
         progress: a tqdm bar, advanced by one per pair refined.
         fine_size: (H'', W'') of the frames the fine-match step's maps come from (None: those the
             global match sees); see :class:`FlowModel`.
+        compute_dtype: the encoder's and transformer's autocast dtype, None for float32; see
+            :class:`FlowModel`.
     """
 
     def __init__(
@@ -255,13 +283,14 @@ class ModelFlows:
         pair_batch_size: int = 8,
         progress=None,
         fine_size: tuple[int, int] | None = None,
+        compute_dtype: torch.dtype | None = None,
     ):
         self.video = video
         self.pair_batch_size = max(1, int(pair_batch_size))
         size = (int(video.shape[2]), int(video.shape[3]))
         device = getattr(video, "device", "cpu")
         self.reader = FlowModel(
-            model, size, model_size, method, window, self.pair_batch_size, device, fine_size
+            model, size, model_size, method, window, self.pair_batch_size, device, fine_size, compute_dtype
         )
         self.progress = progress
         self.refined = 0  # pairs refined so far (tests check nothing is computed twice)

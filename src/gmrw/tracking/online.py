@@ -48,11 +48,16 @@ class OnlineSession:
         model: a GMRW (anything with ``flow``), on the device to run on.
         options: how to track (``mode`` chained or direct, flow ``method``/``window``, the size the
             model sees), as :func:`gmrw.track`.
+        compute_dtype: the encoder's and transformer's autocast dtype, None for float32
+            (:func:`gmrw.tracking.precision.compute_dtype`).
     """
 
-    def __init__(self, model: torch.nn.Module, options: TrackingOptions):
+    def __init__(
+        self, model: torch.nn.Module, options: TrackingOptions, compute_dtype: torch.dtype | None = None
+    ):
         self.model = model
         self.options = options
+        self.compute_dtype = compute_dtype
         #: Index of the latest frame given to :meth:`step` (-1 before the first).
         self.t = -1
         #: (H, W) of the video, known from its first frame.
@@ -164,6 +169,7 @@ class OnlineSession:
             options.method,
             options.window,
             fine_size=options.fine_model_size(*size),
+            compute_dtype=self.compute_dtype,
         )
 
     def _check_inside(self, rows: torch.Tensor, size: tuple[int, int] | None = None) -> None:

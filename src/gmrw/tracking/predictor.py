@@ -30,6 +30,7 @@ from gmrw.tracking.frames import FrameSource, TensorFrames, VideoFile
 from gmrw.tracking.inputs import check_video_array, make_queries
 from gmrw.tracking.online import OnlineSession
 from gmrw.tracking.options import TrackingOptions, resolve_options
+from gmrw.tracking.precision import compute_dtype
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,9 @@ class Predictor:
         compile: ``torch.compile`` the model's backbone and transformer, in place (a model you
             pass in is compiled too; :func:`gmrw.models.compile_network`). The first pairs at each
             new frame size or pair count compile first, so it pays off on long videos only.
+        precision: the encoder's and transformer's arithmetic, ``"fp32"``, ``"bf16"`` or
+            ``"auto"`` (bf16 where its matmuls are fast: a CPU with AMX, a bf16 GPU), as
+            :func:`gmrw.track`; resolved once, here (:attr:`compute_dtype`).
     """
 
     def __init__(
@@ -101,6 +105,7 @@ class Predictor:
         progress: bool = False,
         flush_denormals: bool = True,
         compile: bool = False,
+        precision: str = "fp32",
     ):
         if isinstance(pair_batch_size, bool) or not isinstance(pair_batch_size, int) or pair_batch_size < 1:
             raise ValueError(f"pair_batch_size must be a positive integer, got {pair_batch_size!r}")
@@ -128,6 +133,9 @@ class Predictor:
         )
         self.pair_batch_size = pair_batch_size
         self.progress = progress
+        #: The encoder's and transformer's autocast dtype, None for float32 (``precision`` resolved).
+        self.compute_dtype = compute_dtype(precision, self.device)
+        self.precision = "fp32" if self.compute_dtype is None else "bf16"
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """(H', W') of the frames the model sees for a ``height`` × ``width`` video."""
@@ -197,6 +205,7 @@ class Predictor:
             pair_batch_size=self.pair_batch_size,
             progress=self.progress,
             options=self.options,
+            precision=self.precision,
         )
         return tracks[0].cpu(), occluded[0].cpu()
 
@@ -204,4 +213,4 @@ class Predictor:
         """A session that tracks frames given one at a time (see :class:`OnlineSession`), with this
         predictor's model and options (``mode`` overrides the tracking mode)."""
         options = self.options if mode is None else replace(self.options, mode=mode)
-        return OnlineSession(self.model, options)
+        return OnlineSession(self.model, options, self.compute_dtype)
