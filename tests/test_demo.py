@@ -82,6 +82,14 @@ def test_upload_size_cap(files, tmp_path):
         tiny.open_video(files["clip"])
 
 
+def test_the_backend_tracks_in_the_precision_it_is_given(files, tmp_path):
+    """``gmrw-demo --precision``: the backend's predictors run as told (fp32 unless told)."""
+    bf16 = DemoBackend({"small": str(files["checkpoint"])}, tmp_path / "a", device="cpu", precision="bf16")
+    assert bf16.predictor("small").precision == "bf16"
+    assert bf16.predictor("small").compute_dtype is torch.bfloat16
+    assert DemoBackend({"small": None}, tmp_path / "b", device="cpu").predictor("small").precision == "fp32"
+
+
 def test_clicks_become_queries_and_tracks_match_the_predictor(files, tmp_path):
     backend = DemoBackend({"small": str(files["checkpoint"])}, tmp_path / "work", device="cpu")
     info = backend.open_video(files["clip"])

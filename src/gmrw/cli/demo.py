@@ -68,6 +68,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--port", type=int, help=f"port (default: $GRADIO_SERVER_PORT, else {DEFAULT_PORT})")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, ...")
+    parser.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "auto"),
+        default="fp32",
+        help="the encoder's and transformer's arithmetic (auto: bf16 where it is fast, e.g. CPUs with AMX)",
+    )
     parser.add_argument("--max-upload-mb", type=float, default=50, help="largest upload (default 50 MB)")
     parser.add_argument("--max-frames", type=int, default=300, help="longest video in frames (default 300)")
     parser.add_argument("--max-side", type=int, default=1920, help="largest frame side in px (default 1920)")
@@ -139,6 +145,7 @@ def serve(args: argparse.Namespace, workdir: Path) -> int:
             workdir,
             limits=(args.max_upload_mb, args.max_frames, args.max_side),
             device=args.device,
+            precision=args.precision,
             host=args.host,
             port=args.port,
             example=not args.no_example,

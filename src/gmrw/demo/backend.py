@@ -72,6 +72,8 @@ class DemoBackend:
         checkpoints: display name → checkpoint path (None: random weights).
         workdir: the folder every output goes to.
         device: where the model runs (``"auto"``: a GPU if there is one).
+        precision: the encoder's and transformer's arithmetic (``"fp32"``, ``"bf16"``, ``"auto"``:
+            bf16 where it is fast), as :class:`gmrw.Predictor`'s.
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class DemoBackend:
         workdir: str | Path,
         limits: Limits = Limits(),
         device: str = "auto",
+        precision: str = "fp32",
     ):
         if not checkpoints:
             raise ValueError("the demo needs at least one checkpoint choice")
@@ -87,6 +90,7 @@ class DemoBackend:
         self.workdir = Path(workdir)
         self.limits = limits
         self.device = device
+        self.precision = precision
         self._predictors: dict[str, Predictor] = {}
         self._lock = threading.Lock()
 
@@ -96,7 +100,9 @@ class DemoBackend:
             raise DemoError(f"unknown checkpoint {name!r}; choose one of {sorted(self.checkpoints)}")
         with self._lock:
             if name not in self._predictors:
-                self._predictors[name] = Predictor(self.checkpoints[name], self.device, progress=True)
+                self._predictors[name] = Predictor(
+                    self.checkpoints[name], self.device, progress=True, precision=self.precision
+                )
             return self._predictors[name]
 
     # ------------------------------------------------------------------------------ upload

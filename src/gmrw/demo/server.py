@@ -18,11 +18,12 @@ def launch(
     port: int = 7860,
     example: bool = True,
     ready: Callable[[], None] | None = None,
+    precision: str = "fp32",
 ) -> None:
     """Serve the demo page on ``host:port`` (blocks). ``checkpoints``: display name → path (None:
     random weights); ``limits``: (largest upload in MB, longest video in frames, largest side in
     px). Everything is written inside ``workdir``. ``ready`` is called once the page is about to
-    be served.
+    be served. ``precision``: as :class:`gmrw.Predictor`'s.
 
     Raises:
         ValueError: Gradio is not installed, a checkpoint does not load, or the address cannot be
@@ -36,7 +37,7 @@ def launch(
     from gmrw.demo.backend import DemoBackend, Limits, example_video
 
     max_upload_mb = limits[0]
-    backend = DemoBackend(checkpoints, workdir, Limits(*limits), device)
+    backend = DemoBackend(checkpoints, workdir, Limits(*limits), device, precision)
     for name in backend.checkpoints:  # load each now: a bad checkpoint stops here, not in the page
         backend.predictor(name)
     clip = example_video(workdir / "example") if example else None
