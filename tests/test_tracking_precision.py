@@ -131,3 +131,5 @@ def test_predictor_and_online_session_take_the_precision():
     assert auto.precision == ("bf16" if fast_bf16_matmul() else "fp32")
     with pytest.raises(ConfigError, match="tracking precision"):
         Predictor(model, "cpu", precision="fp16")
+    with pytest.raises(ConfigError, match="tracking precision"):  # told before any checkpoint loads
+        Predictor("no/such/checkpoint.pth", "cpu", precision="fp16")

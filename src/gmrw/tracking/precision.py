@@ -6,7 +6,8 @@ speed"), under bfloat16 autocast, and hands their outputs back in float32: the g
 softmax, the read-outs at points and the learned sub-cell step (its maps and local softmaxes, where
 the last pixel is decided) stay float32. ``"auto"`` is ``"bf16"`` where bfloat16 matmuls are fast
 (a CPU with AMX tiles, :func:`gmrw.models.cpu.fast_bf16_matmul`; a CUDA GPU that supports bf16)
-and ``"fp32"`` elsewhere: on x86 cores without AMX bf16 matmuls run at 0.01-0.5x fp32's speed.
+and ``"fp32"`` elsewhere: on x86 cores without AMX bf16 matmuls ran at 0.006-0.5x fp32's speed
+(docs/performance.md, "Tracking in bfloat16").
 """
 
 from __future__ import annotations

@@ -110,6 +110,10 @@ class Predictor:
         if isinstance(pair_batch_size, bool) or not isinstance(pair_batch_size, int) or pair_batch_size < 1:
             raise ValueError(f"pair_batch_size must be a positive integer, got {pair_batch_size!r}")
         self.device = pick_device(device)
+        #: The encoder's and transformer's autocast dtype, None for float32 (``precision`` resolved,
+        #: before the checkpoint loads, so that a bad name is told at once).
+        self.compute_dtype = compute_dtype(precision, self.device)
+        self.precision = "fp32" if self.compute_dtype is None else "bf16"
         if self.device.type == "cpu" and flush_denormals:
             flush(True)
         self.model = load_tracker(checkpoint, self.device)
@@ -133,9 +137,6 @@ class Predictor:
         )
         self.pair_batch_size = pair_batch_size
         self.progress = progress
-        #: The encoder's and transformer's autocast dtype, None for float32 (``precision`` resolved).
-        self.compute_dtype = compute_dtype(precision, self.device)
-        self.precision = "fp32" if self.compute_dtype is None else "bf16"
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """(H', W') of the frames the model sees for a ``height`` × ``width`` video."""
