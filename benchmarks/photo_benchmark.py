@@ -29,6 +29,8 @@ import numpy as np
 import torch
 from tracker_settings import add_tracker_arguments, parsed_trackers, tracker_label, tracker_progress
 
+from gmrw.choices import TRACKING_PRECISIONS
+
 
 def score(example: dict, tracks: torch.Tensor, occluded: torch.Tensor) -> np.ndarray:
     """(AJ, <δavg, OA, then the fraction of visible points within each of THRESHOLDS px) of one
@@ -89,7 +91,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     )
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "auto"),
+        choices=TRACKING_PRECISIONS,
         default="fp32",
         help="the encoder's and transformer's arithmetic (gmrw.track's precision; bf16 pays on AMX CPUs)",
     )

@@ -23,6 +23,8 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from gmrw.choices import TRACKING_PRECISIONS
+
 log = logging.getLogger("gmrw.demo")
 
 
@@ -70,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, ...")
     parser.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "auto"),
+        choices=TRACKING_PRECISIONS,
         default="fp32",
         help="the encoder's and transformer's arithmetic (auto: bf16 where it is fast, e.g. CPUs with AMX)",
     )

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gmrw.choices import FLOW_METHODS, TRACKING_MODES
+from gmrw.choices import FLOW_METHODS, TRACKING_MODES, TRACKING_PRECISIONS
 from gmrw.tracking import FrameSource, Predictor, load_tracks
 from gmrw.tracking.files import TrackedFile, track_to_files
 from gmrw.tracking.inputs import dense_queries
@@ -197,7 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     model.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda, cuda:1, ...")
     model.add_argument(
         "--precision",
-        choices=("fp32", "bf16", "auto"),
+        choices=TRACKING_PRECISIONS,
         default="fp32",
         help="the encoder's and transformer's arithmetic: bf16 is 2-3x faster on CPUs with AMX and far "
         "slower on others; auto picks bf16 only where it is fast (matching stays float32)",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from gmrw.tracking.flows import ModelFlows
+from gmrw.tracking.flows import ModelFlows, model_device
 from gmrw.tracking.inputs import check_queries, check_video
 from gmrw.tracking.modes import chained_tracks, count_pairs, direct_tracks, query_frames
 from gmrw.tracking.options import TrackingOptions, resolve_options
@@ -114,11 +114,8 @@ def track(
     b, t, h, w = (int(v) for v in video.shape[:4])
     check_queries(queries, t, h, w, b)
     queries = queries.detach()
-    try:
-        device = next(model.parameters()).device
-    except (StopIteration, AttributeError):
-        device = torch.device("cpu")
-    dtype = compute_dtype(precision, device)
+    # where the model computes, as ModelFlows decides it (a model without parameters: the video's device)
+    dtype = compute_dtype(precision, model_device(model, getattr(video, "device", "cpu")))
     bar = None
     if progress:
         from tqdm.auto import tqdm

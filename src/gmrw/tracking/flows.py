@@ -27,6 +27,14 @@ from gmrw.tracking.precision import reduced_precision
 Pair = tuple[int, int, int]
 
 
+def model_device(model: torch.nn.Module, fallback: torch.device | str = "cpu") -> torch.device:
+    """Where ``model`` computes: its parameters' device, else ``fallback`` (a model without any)."""
+    try:
+        return next(model.parameters()).device
+    except (StopIteration, AttributeError):
+        return torch.device(fallback)
+
+
 def sample_flow(flow: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
     """Bilinearly sample ``flow`` (B, C, H, W) at ``xy`` (B, N, 2) pixel positions (x, y) → (B, N, C).
 
@@ -191,10 +199,7 @@ class FlowModel:
                 "fine_size needs a model with the fine-match step (model.net.fine_match); "
                 f"{type(model).__name__} has none"
             )
-        try:
-            self.device = next(model.parameters()).device
-        except (StopIteration, AttributeError):
-            self.device = torch.device(fallback_device)
+        self.device = model_device(model, fallback_device)
 
     def encode(self, frames: torch.Tensor) -> encodings.Encoding:
         """(K, H, W, 3) frames in [0, 255] → what a pair needs of each, along dim 0: encoded

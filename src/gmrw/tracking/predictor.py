@@ -113,7 +113,6 @@ class Predictor:
         #: The encoder's and transformer's autocast dtype, None for float32 (``precision`` resolved,
         #: before the checkpoint loads, so that a bad name is told at once).
         self.compute_dtype = compute_dtype(precision, self.device)
-        self.precision = "fp32" if self.compute_dtype is None else "bf16"
         if self.device.type == "cpu" and flush_denormals:
             flush(True)
         self.model = load_tracker(checkpoint, self.device)
@@ -137,6 +136,11 @@ class Predictor:
         )
         self.pair_batch_size = pair_batch_size
         self.progress = progress
+
+    @property
+    def precision(self) -> str:
+        """``precision`` resolved: ``"bf16"`` or ``"fp32"`` (what ``"auto"`` chose)."""
+        return "fp32" if self.compute_dtype is None else "bf16"
 
     def model_size(self, height: int, width: int) -> tuple[int, int]:
         """(H', W') of the frames the model sees for a ``height`` × ``width`` video."""
